@@ -1,0 +1,346 @@
+"""The job store: submit once per dedupe key, validated state transitions, append-only numbered events."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.db import session_scope
+from engine.models import CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
+from engine.ports import JobEventView
+from engine.views import JobView
+
+log = logging.getLogger(__name__)
+
+# Which state may follow which. A terminal job never changes again; `queued` may follow `running` when a
+# worker hands a job back (graceful shutdown) so that another worker resumes it.
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset(
+        {JobState.QUEUED, JobState.WAITING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.WAITING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, job_id: str, current: JobState, target: JobState) -> None:
+        super().__init__(f"job {job_id} cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+class JobRequest(BaseModel):
+    """Everything an adapter knows about a request, before it becomes a job."""
+
+    dedupe_key: str = Field(min_length=1, max_length=200)
+    trigger: str
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$|^local:.+$")
+    title: str = Field(min_length=1)
+    task: str
+    requester: str
+    kind: JobKind = JobKind.IMPLEMENT
+    installation_id: int | None = None
+    issue_number: int | None = None
+    base_branch: str | None = None
+    branch: str | None = None
+    pr_number: int | None = None
+    origin: dict[str, Any] = Field(default_factory=dict)
+    retry_of: str | None = None
+    budget_usd: float | None = Field(default=None, gt=0)
+    max_requests: int | None = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=None, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    budget_usd: float
+    max_requests: int
+    max_minutes: float
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobStore:
+    """All reads and writes of jobs go through here, each in its own short transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], defaults: JobLimits) -> None:
+        self.sessions = sessions
+        self.defaults = defaults
+
+    # -- submit -----------------------------------------------------------------------------------
+
+    async def submit(self, request: JobRequest) -> tuple[Job, bool]:
+        """Insert the job and its first event in one transaction; a known dedupe key returns that job."""
+        existing = await self.find_by_dedupe_key(request.dedupe_key)
+        if existing is not None:
+            return existing, False
+        job = Job(
+            id=new_job_id(),
+            dedupe_key=request.dedupe_key,
+            access_token=secrets.token_urlsafe(24),
+            kind=request.kind.value,
+            trigger=request.trigger,
+            repo=request.repo,
+            installation_id=request.installation_id,
+            issue_number=request.issue_number,
+            title=request.title[:300],
+            task=request.task,
+            requester=request.requester,
+            base_branch=request.base_branch,
+            branch=request.branch,
+            pr_number=request.pr_number,
+            origin=request.origin,
+            reporter_state={},
+            retry_of=request.retry_of,
+            state=JobState.QUEUED.value,
+            budget_usd=request.budget_usd or self.defaults.budget_usd,
+            max_requests=request.max_requests or self.defaults.max_requests,
+            max_minutes=request.max_minutes or self.defaults.max_minutes,
+            last_seq=1,
+            context_diagnostics=[],
+        )
+        try:
+            async with session_scope(self.sessions) as session:
+                session.add(job)
+                await session.flush()
+                session.add(
+                    JobEvent(
+                        job_id=job.id,
+                        seq=1,
+                        type="submitted",
+                        data={"trigger": request.trigger, "requester": request.requester},
+                    )
+                )
+        except IntegrityError:
+            existing = await self.find_by_dedupe_key(request.dedupe_key)
+            if existing is None:
+                raise
+            return existing, False
+        log.info("job submitted", extra={"job_id": job.id, "repo": job.repo})
+        return job, True
+
+    async def find_by_dedupe_key(self, dedupe_key: str) -> Job | None:
+        async with self.sessions() as session:
+            return (await session.scalars(select(Job).where(Job.dedupe_key == dedupe_key))).first()
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        async with self.sessions() as session:
+            job = await session.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def view(self, job_id: str, *, with_events: bool = True) -> JobView:
+        async with self.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            steps = list(
+                await session.scalars(select(Step).where(Step.job_id == job_id).order_by(Step.index))
+            )
+            events: list[JobEvent] = []
+            if with_events:
+                events = list(
+                    await session.scalars(
+                        select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
+                    )
+                )
+            costs = list(
+                await session.scalars(
+                    select(CostEntry).where(CostEntry.job_id == job_id).order_by(CostEntry.id)
+                )
+            )
+        return JobView.of(job, steps, events, costs)
+
+    async def events(self, job_id: str, *, after: int = 0) -> list[JobEventView]:
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq)
+            )
+            return [JobEventView(seq=e.seq, type=e.type, data=dict(e.data or {})) for e in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        repo: str | None = None,
+        state: str | None = None,
+        trigger: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if repo:
+            query = query.where(Job.repo == repo)
+        if state:
+            query = query.where(Job.state == state)
+        if trigger:
+            query = query.where(Job.trigger == trigger)
+        async with self.sessions() as session:
+            return list(await session.scalars(query))
+
+    async def ids_in_state(self, *states: JobState) -> list[str]:
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(Job.id).where(Job.state.in_([s.value for s in states])).order_by(Job.created_at)
+            )
+            return list(rows)
+
+    async def spent_since(self, since: datetime, *, repo: str | None = None) -> float:
+        query = select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(CostEntry.created_at >= since)
+        if repo:
+            query = query.where(CostEntry.repo == repo)
+        async with self.sessions() as session:
+            return float((await session.execute(query)).scalar_one())
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def append_event(self, job_id: str, type: str, data: dict[str, Any] | None = None) -> JobEventView:
+        async with session_scope(self.sessions) as session:
+            return await _append_event(session, job_id, type, data or {})
+
+    async def transition(
+        self,
+        job_id: str,
+        target: JobState,
+        *,
+        reason: str | None = None,
+        phase: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> JobEventView:
+        """Move the job to `target` (validated) and record a `state` event, in one transaction."""
+        async with session_scope(self.sessions) as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            current = JobState(job.state)
+            if target not in ALLOWED_TRANSITIONS[current]:
+                raise IllegalTransition(job_id, current, target)
+            now = utcnow()
+            job.state = target.value
+            job.updated_at = now
+            if reason is not None:
+                job.failure_reason = reason
+            if target is JobState.RUNNING:
+                job.attempts += 1
+                job.started_at = job.started_at or now
+            if target.terminal:
+                job.finished_at = now
+                job.phase = None
+            elif phase is not None:
+                job.phase = phase
+            await session.flush()
+            payload = {"state": target.value, **({"reason": reason} if reason else {}), **(data or {})}
+            event = await _append_event(session, job_id, "state", payload)
+        log.info("job %s", target.value, extra={"job_id": job_id, "reason": reason})
+        return event
+
+    async def set_phase(self, job_id: str, phase: str, data: dict[str, Any] | None = None) -> JobEventView:
+        async with session_scope(self.sessions) as session:
+            event = await _append_event(session, job_id, "phase", {"phase": phase, **(data or {})})
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(phase=phase, updated_at=utcnow())
+            )
+            return event
+
+    async def update(self, job_id: str, **fields: Any) -> None:
+        """Set plain columns of the job (plan, pr_url, branch, reporter_state, …); never `state`."""
+        if "state" in fields:
+            raise ValueError("use transition() to change a job's state")
+        async with session_scope(self.sessions) as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow(), **fields))
+
+    async def merge_reporter_state(self, job_id: str, name: str, values: dict[str, Any]) -> None:
+        async with session_scope(self.sessions) as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            state = dict(job.reporter_state or {})
+            state[name] = {**state.get(name, {}), **values}
+            job.reporter_state = state
+
+    async def request_cancel(self, job_id: str, *, by: str) -> tuple[Job, bool]:
+        """Flag the job for cancellation; a queued job is cancelled at once. Returns (job, changed)."""
+        async with session_scope(self.sessions) as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            if JobState(job.state).terminal or job.cancel_requested:
+                return job, False
+            job.cancel_requested = True
+            await _append_event(session, job_id, "cancel_requested", {"by": by})
+        if JobState(job.state) is JobState.QUEUED:
+            # A worker may have picked it up meanwhile; then it sees the flag at its next check.
+            with contextlib.suppress(IllegalTransition):
+                await self.transition(job_id, JobState.CANCELLED, reason=f"cancelled by {by}")
+        return await self.get(job_id), True
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        async with self.sessions() as session:
+            value = await session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return bool(value)
+
+    # -- steps and costs --------------------------------------------------------------------------
+
+    async def save_step(self, job_id: str, index: int, **fields: Any) -> None:
+        """Create or update step `index` of the job."""
+        async with session_scope(self.sessions) as session:
+            step = (
+                await session.scalars(select(Step).where(Step.job_id == job_id, Step.index == index))
+            ).first()
+            if step is None:
+                step = Step(job_id=job_id, index=index, title=fields.pop("title", f"Step {index + 1}"))
+                session.add(step)
+            for key, value in fields.items():
+                setattr(step, key, value)
+
+    async def add_cost(self, entry: CostEntry) -> None:
+        """Record one LLM call and add it to the job's running totals, atomically."""
+        async with session_scope(self.sessions) as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == entry.job_id)
+                .values(
+                    cost_usd=Job.cost_usd + entry.usd,
+                    tokens_in=Job.tokens_in + entry.tokens_in,
+                    tokens_out=Job.tokens_out + entry.tokens_out,
+                    requests=Job.requests + 1,
+                    updated_at=utcnow(),
+                )
+            )
+            session.add(entry)
+
+
+async def _append_event(session: AsyncSession, job_id: str, type: str, data: dict[str, Any]) -> JobEventView:
+    # Taking the next number with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
+    # (SQLite) until commit, so concurrent appends queue up and the numbers have no gaps or repeats.
+    seq = (
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(last_seq=Job.last_seq + 1).returning(Job.last_seq)
+        )
+    ).scalar_one_or_none()
+    if seq is None:
+        raise JobNotFound(job_id)
+    session.add(JobEvent(job_id=job_id, seq=seq, type=type, data=data))
+    await session.flush()
+    return JobEventView(seq=seq, type=type, data=data)

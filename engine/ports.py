@@ -1,0 +1,85 @@
+"""The protocols through which the engine talks outward (design.md §1); adapters implement them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from engine.views import JobView
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    async def enqueue(self, job_id: str) -> None:
+        """Queue the job; enqueueing an id that is already queued or running does nothing."""
+
+    async def abort(self, job_id: str) -> None:
+        """Ask a running job to stop; the engine also honours the job's cancel flag between calls."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEventView:
+    seq: int
+    type: str
+    data: dict[str, object]
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Makes a job visible somewhere (a check run, a Slack thread). One per origin per job."""
+
+    name: str
+
+    async def on_event(self, view: JobView, event: JobEventView) -> None:
+        """Render the job's whole state after `event`; a reporter that missed one simply catches up."""
+
+
+@dataclass(frozen=True, slots=True)
+class GitRemote:
+    """Where to fetch and push, with HTTP headers git sends (tokens go here, never into the URL)."""
+
+    url: str
+    http_headers: dict[str, str] = field(default_factory=dict)
+
+    def git_config_args(self) -> list[str]:
+        args: list[str] = []
+        for name, value in self.http_headers.items():
+            args += ["-c", f"http.extraHeader={name}: {value}"]
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    number: int
+    url: str
+    head_branch: str
+    base_branch: str
+    draft: bool = False
+    head_sha: str | None = None
+    state: str = "open"
+
+
+@runtime_checkable
+class CodeHost(Protocol):
+    """A repository's home: GitHub for the service, a plain local repository for `autodev run`."""
+
+    async def remote(self, repo: str) -> GitRemote: ...
+
+    async def default_branch(self, repo: str) -> str: ...
+
+    async def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None: ...
+
+    async def open_pull_request(
+        self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool
+    ) -> PullRequest: ...
+
+    async def update_pull_request(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        draft: bool | None = None,
+    ) -> PullRequest: ...

@@ -1,0 +1,150 @@
+"""A job's lifecycle around the pipeline: claim it, run it, end it in exactly one terminal state.
+
+Workers call `run_job`; everything a job does between `running` and its end happens in the pipeline
+(engine.pipeline), which talks to the world through a `JobRun`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import JobCancelled, JobStopped, LimitReached, TransientFailure
+from engine.jobs import IllegalTransition, JobNotFound, JobStore
+from engine.models import JobState
+from engine.ports import CodeHost, JobEventView, JobQueue, Reporter
+from engine.settings import Settings
+from engine.views import JobView
+
+log = logging.getLogger(__name__)
+
+Pipeline = Callable[["JobRun"], Awaitable[None]]
+
+
+@dataclass
+class EngineDeps:
+    """What the composition root hands the engine: settings, the store, and the adapters' factories."""
+
+    settings: Settings
+    store: JobStore
+    code_host_for: Callable[[JobView], Awaitable[CodeHost]]
+    reporters_for: Callable[[JobView], Sequence[Reporter]] = lambda view: ()
+    queue: JobQueue | None = None
+    pipeline: Pipeline | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class JobRun:
+    """One execution of one job: emits events to the store and every reporter, and checks for cancel."""
+
+    def __init__(self, job_id: str, deps: EngineDeps, reporters: Sequence[Reporter]) -> None:
+        self.job_id = job_id
+        self.deps = deps
+        self.store = deps.store
+        self.settings = deps.settings
+        self.reporters = list(reporters)
+        self.reporter_errors = 0
+
+    async def emit(self, type: str, data: dict[str, Any] | None = None) -> JobEventView:
+        event = await self.store.append_event(self.job_id, type, data)
+        await self.publish(event)
+        return event
+
+    async def set_phase(self, phase: str, data: dict[str, Any] | None = None) -> None:
+        await self.publish(await self.store.set_phase(self.job_id, phase, data))
+
+    async def publish(self, event: JobEventView) -> None:
+        """Show `event` everywhere; a reporter that fails is logged and never fails the job."""
+        if not self.reporters:
+            return
+        view = await self.store.view(self.job_id, with_events=False)
+        for reporter in self.reporters:
+            try:
+                await reporter.on_event(view, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.reporter_errors += 1
+                log.exception(
+                    "reporter %s failed on %s", reporter.name, event.type, extra={"job_id": self.job_id}
+                )
+
+    async def check_cancel(self) -> None:
+        if await self.store.cancel_requested(self.job_id):
+            raise JobCancelled("cancelled on request")
+
+    async def view(self) -> JobView:
+        return await self.store.view(self.job_id)
+
+
+async def run_job(job_id: str, deps: EngineDeps) -> JobState:
+    """Run the job to a terminal state (or hand it back on shutdown); safe to call again for the same job."""
+    store = deps.store
+    try:
+        job = await store.get(job_id)
+    except JobNotFound:
+        log.warning("job %s not found; nothing to run", job_id, extra={"job_id": job_id})
+        return JobState.FAILED
+    state = JobState(job.state)
+    if state.terminal:
+        return state
+    view = await store.view(job_id, with_events=False)
+    run = JobRun(job_id, deps, deps.reporters_for(view))
+    if job.cancel_requested:
+        return await _finish(run, JobState.CANCELLED, "cancelled before it started")
+    if state is JobState.RUNNING:
+        # A worker died or was stopped mid-job; pick up from the last checkpoint.
+        await store.update(job_id, attempts=job.attempts + 1)
+        await run.emit("resumed", {"attempt": job.attempts + 1})
+    else:
+        try:
+            await run.publish(await store.transition(job_id, JobState.RUNNING, phase="preparing"))
+        except IllegalTransition:
+            return JobState((await store.get(job_id)).state)
+
+    pipeline = deps.pipeline
+    if pipeline is None:
+        from engine.pipeline import run_pipeline
+
+        pipeline = run_pipeline
+    try:
+        await pipeline(run)
+    except JobCancelled as exc:
+        return await _finish(run, JobState.CANCELLED, exc.reason)
+    except LimitReached as exc:
+        return await _finish(run, JobState.FAILED, exc.reason, {"limit": exc.limit})
+    except JobStopped as exc:
+        return await _finish(run, JobState.FAILED, exc.reason)
+    except TransientFailure:
+        raise  # the worker decides whether another try is left
+    except asyncio.CancelledError:
+        # Aborted through the queue (cancel) or the worker is shutting down: tell them apart by the flag.
+        if await asyncio.shield(store.cancel_requested(job_id)):
+            await asyncio.shield(_finish(run, JobState.CANCELLED, "cancelled on request"))
+        raise
+    except Exception as exc:
+        log.exception("job crashed", extra={"job_id": job_id})
+        return await _finish(run, JobState.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    return await _finish(run, JobState.SUCCEEDED, None)
+
+
+async def fail_job(job_id: str, deps: EngineDeps, reason: str) -> JobState:
+    """End a job that cannot run any more (retries exhausted, worker lost) and tell its reporters."""
+    view = await deps.store.view(job_id, with_events=False)
+    if view.terminal:
+        return view.state
+    return await _finish(JobRun(job_id, deps, deps.reporters_for(view)), JobState.FAILED, reason)
+
+
+async def _finish(
+    run: JobRun, state: JobState, reason: str | None, data: dict[str, Any] | None = None
+) -> JobState:
+    try:
+        event = await run.store.transition(run.job_id, state, reason=reason, data=data)
+    except IllegalTransition as exc:
+        return exc.current
+    await run.publish(event)
+    return state

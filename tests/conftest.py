@@ -1,0 +1,143 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when TEST_DATABASE_URL is set) and real Redis.
+
+Redis is the server at REDIS_URL when that is set (CI), else an embedded one started once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from autodev.embedded_redis import EmbeddedRedis
+from engine.db import make_engine, make_sessionmaker, upgrade_sync
+from engine.jobs import JobLimits, JobStore
+from engine.models import Base
+from engine.settings import Settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+# Nothing a developer has in their shell or .env leaks into the tests' settings.
+for _name in list(os.environ):
+    if _name.startswith(("GITHUB_", "SLACK_", "OPENAI_", "MODEL_", "JOB_", "AUTODEV_")):
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head; each test gets a copy (migrating per test is slow)."""
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade_sync, f"sqlite+aiosqlite:///{path}").result()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not TEST_DATABASE_URL:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+    import asyncio
+
+    async def reset() -> None:
+        engine = make_engine(TEST_DATABASE_URL)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    def reset_and_migrate() -> None:
+        asyncio.run(reset())
+        upgrade_sync(TEST_DATABASE_URL)
+
+    # This fixture may be asked for from inside a running event loop; asyncio.run needs a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(reset_and_migrate).result()
+    return TEST_DATABASE_URL
+
+
+def _sqlite_copy(template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "autodev.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated SQLite database of this test's own."""
+    return _sqlite_copy(sqlite_template, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_database_url(
+    request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The same test on SQLite and on PostgreSQL (the latter emptied after the test)."""
+    if request.param == "sqlite":
+        yield _sqlite_copy(sqlite_template, tmp_path)
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> Iterator[str]:
+    """The Redis URL, emptied before and after the test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+    client.close()
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'autodev.db'}",
+        "data_dir": tmp_path / "data",
+        "workspace_dir": tmp_path / "work",
+        "public_url": "http://testserver",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> JobStore:
+    return JobStore(
+        sessions,
+        JobLimits(settings.job_budget_usd, settings.job_max_requests, settings.job_max_minutes),
+    )

@@ -1,0 +1,146 @@
+"""The job store: one job per dedupe key, legal transitions only, gapless events — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.db import make_engine, make_sessionmaker
+from engine.jobs import IllegalTransition, JobLimits, JobRequest, JobStore
+from engine.models import Job, JobState
+
+LIMITS = JobLimits(budget_usd=5.0, max_requests=300, max_minutes=60.0)
+
+
+def request(key: str = "github:delivery-1", **overrides: object) -> JobRequest:
+    values: dict[str, object] = {
+        "dedupe_key": key,
+        "trigger": "github_issue",
+        "repo": "octo/widgets",
+        "title": "Add a --verbose flag",
+        "task": "Add a --verbose flag to the CLI.",
+        "requester": "mona",
+        "issue_number": 7,
+    }
+    values.update(overrides)
+    return JobRequest.model_validate(values)
+
+
+@pytest.fixture
+async def any_store(any_database_url: str) -> AsyncIterator[JobStore]:
+    engine = make_engine(any_database_url)
+    yield JobStore(make_sessionmaker(engine), LIMITS)
+    await engine.dispose()
+
+
+async def count_jobs(store: JobStore) -> int:
+    async with store.sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(Job))).scalar_one())
+
+
+async def test_submit_creates_a_queued_job_with_its_first_event(any_store: JobStore) -> None:
+    job, created = await any_store.submit(request())
+
+    assert created
+    assert job.state == JobState.QUEUED
+    assert job.budget_usd == 5.0 and job.max_requests == 300
+    assert len(job.access_token) >= 32
+    events = await any_store.events(job.id)
+    assert [(e.seq, e.type) for e in events] == [(1, "submitted")]
+
+
+async def test_submit_twice_with_one_dedupe_key_gives_one_job(any_store: JobStore) -> None:
+    first, created_first = await any_store.submit(request())
+    second, created_second = await any_store.submit(request(title="a redelivery"))
+
+    assert (created_first, created_second) == (True, False)
+    assert second.id == first.id
+    assert await count_jobs(any_store) == 1
+
+
+async def test_twenty_concurrent_submits_with_one_key_give_one_job(any_store: JobStore) -> None:
+    results = await asyncio.gather(*(any_store.submit(request("slack:same")) for _ in range(20)))
+
+    assert sum(created for _, created in results) == 1
+    assert len({job.id for job, _ in results}) == 1
+    assert await count_jobs(any_store) == 1
+
+
+async def test_request_overrides_the_default_limits(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request(budget_usd=2.5, max_requests=10, max_minutes=5))
+
+    assert (job.budget_usd, job.max_requests, job.max_minutes) == (2.5, 10, 5)
+
+
+async def test_a_terminal_job_never_changes_again(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING)
+    await any_store.transition(job.id, JobState.SUCCEEDED)
+
+    for target in (JobState.RUNNING, JobState.FAILED, JobState.QUEUED, JobState.CANCELLED):
+        with pytest.raises(IllegalTransition):
+            await any_store.transition(job.id, target)
+    assert (await any_store.get(job.id)).state == JobState.SUCCEEDED
+
+
+async def test_a_queued_job_cannot_succeed_without_running(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+
+    with pytest.raises(IllegalTransition):
+        await any_store.transition(job.id, JobState.SUCCEEDED)
+    assert [e.type for e in await any_store.events(job.id)] == ["submitted"]
+
+
+async def test_running_records_attempts_and_times(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING, phase="preparing")
+    await any_store.transition(job.id, JobState.FAILED, reason="tests stayed red")
+
+    done = await any_store.get(job.id)
+    assert done.attempts == 1
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.finished_at >= done.started_at
+    assert done.failure_reason == "tests stayed red"
+    last = (await any_store.events(job.id))[-1]
+    assert last.data == {"state": "failed", "reason": "tests stayed red"}
+
+
+async def test_events_are_numbered_without_gaps_under_concurrent_appends(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+
+    await asyncio.gather(*(any_store.append_event(job.id, "progress", {"n": n}) for n in range(40)))
+
+    seqs = [e.seq for e in await any_store.events(job.id)]
+    assert seqs == list(range(1, 42))
+
+
+async def test_cancelling_a_queued_job_ends_it_at_once(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+
+    cancelled, changed = await any_store.request_cancel(job.id, by="mona")
+
+    assert changed
+    assert cancelled.state == JobState.CANCELLED
+    assert cancelled.failure_reason == "cancelled by mona"
+
+
+async def test_cancelling_a_running_job_sets_the_flag_the_engine_checks(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING)
+
+    flagged, changed = await any_store.request_cancel(job.id, by="mona")
+
+    assert changed and flagged.state == JobState.RUNNING
+    assert await any_store.cancel_requested(job.id)
+    _, again = await any_store.request_cancel(job.id, by="mona")
+    assert not again
+
+
+async def test_bad_requests_are_refused_before_anything_is_stored() -> None:
+    with pytest.raises(ValueError, match="repo"):
+        request(repo="not a repo")
+    with pytest.raises(ValueError, match="budget_usd"):
+        request(budget_usd=-1)
