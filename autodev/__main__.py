@@ -1,0 +1,5 @@
+import sys
+
+from autodev.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""The ASGI app: health, readiness, the home page, metrics, and each surface's router."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from autodev import metrics
+from autodev.runtime import Runtime
+from engine.db import ping
+from web import make_router as job_pages
+
+log = logging.getLogger(__name__)
+
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+READY_TIMEOUT_S = 2.0
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="autodev", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.runtime = runtime
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = {
+            "database": await _check(ping(runtime.db)),
+            "redis": await _check(runtime.redis.ping()),
+        }
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        return templates.TemplateResponse(request, "home.html", {"surfaces": surfaces(runtime)})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body = await metrics.render(runtime.store, runtime.queue)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    app.include_router(runtime.github.router)
+    app.include_router(runtime.slack.router)
+    app.include_router(job_pages(runtime.store, runtime.settings, runtime.queue))
+    return app
+
+
+async def _check(awaitable: Any) -> dict[str, Any]:
+    try:
+        await asyncio.wait_for(awaitable, READY_TIMEOUT_S)
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True}
+
+
+def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
+    settings = runtime.settings
+    return [
+        {
+            "name": "GitHub App",
+            "configured": settings.github_configured,
+            "how": "Open /github/setup to register the App in one click, or set GITHUB_APP_ID, "
+            "GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET. Webhooks: POST /github/webhooks.",
+        },
+        {
+            "name": "Slack",
+            "configured": settings.slack_configured,
+            "how": "Create the app from slack-manifest.yml, then set SLACK_BOT_TOKEN and "
+            "SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode). Requests: POST /slack/events.",
+        },
+        {
+            "name": "LLM",
+            "configured": settings.llm_configured,
+            "how": "Set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server (Ollama, vLLM); "
+            f"models: MODEL_PLANNER={settings.model_planner}, MODEL_CODER={settings.model_coder}.",
+        },
+    ]

@@ -1,0 +1,85 @@
+"""`autodev` — the command line: serve, web, worker, migrate, run, context, eval-localization."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from autodev.config import SettingsError, exit_on_settings_error, load_settings
+from autodev.logs import configure_logging
+
+DESCRIPTION = """\
+autodev turns a request into a pull request: label an issue `auto-dev`, type `/orchestrate owner/repo <task>`
+in Slack, or comment `@<app> revise <instructions>` on a PR. Configuration comes from the environment and
+`.env` (see .env.example); with none at all it runs on SQLite and an embedded Redis under ./data/.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autodev", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_text in (
+        ("serve", "run the web app and a worker in one process (one machine); Ctrl-C stops both"),
+        ("web", "run only the web app (webhooks, Slack, job pages); scale out with many of these"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        sub.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    commands.add_parser(
+        "worker",
+        help="run only a worker that takes jobs from Redis; run many on one Redis and one database",
+        description="Run an ARQ worker. Needs REDIS_URL and DATABASE_URL shared with the web app "
+        "(or the embedded defaults of an `autodev serve`/`web` on the same machine).",
+    )
+    commands.add_parser(
+        "migrate", help="bring the database to the newest schema (Alembic); serve/web/worker also do this"
+    )
+
+    from autodev import cmd_context, cmd_run
+
+    cmd_run.add_parser(commands)
+    cmd_context.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        return exit_on_settings_error(error)
+    configure_logging(settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values())
+
+    if args.command in ("serve", "web", "worker"):
+        from autodev.serve import run_service
+
+        asyncio.run(
+            run_service(
+                settings,
+                host=getattr(args, "host", "127.0.0.1"),
+                port=getattr(args, "port", 8000),
+                web=args.command != "worker",
+                worker=args.command != "web",
+            )
+        )
+        return 0
+    if args.command == "migrate":
+        from engine.db import upgrade_sync
+
+        upgrade_sync(settings.database_url)
+        print(f"database at head: {settings.database_url}")
+        return 0
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        print(f"autodev: unknown command {args.command}", file=sys.stderr)
+        return 2
+    return int(handler(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

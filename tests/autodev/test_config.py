@@ -1,0 +1,81 @@
+"""Settings: read once from the environment; a malformed value is one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autodev.config import SettingsError, load_settings
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autodev", *args],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("migrate", env={"JOB_BUDGET_USD": "-1"}, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "autodev: invalid setting JOB_BUDGET_USD: Input should be greater than 0 (got '-1')"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_url_of_an_unsupported_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/x")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+
+    assert "DATABASE_URL" in caught.value.message
+    assert "postgresql+asyncpg" in caught.value.message
+
+
+def test_secrets_are_never_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_APP_ID", "not-a-number")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, slack_allowed="C1:octo/widgets;bad-entry")
+
+    assert "GITHUB_APP_ID" in caught.value.message
+    assert "SLACK_ALLOWED" in caught.value.message
+
+
+def test_slack_allowed_maps_channels_and_users_to_repositories() -> None:
+    settings = load_settings(_env_file=None, slack_allowed="C1:octo/widgets, octo/gears;U2:*")
+
+    assert settings.slack_allowed == {"C1": ["octo/widgets", "octo/gears"], "U2": ["*"]}
+
+
+def test_no_credentials_at_all_is_a_valid_configuration() -> None:
+    settings = load_settings(_env_file=None)
+
+    assert not settings.github_configured
+    assert not settings.slack_configured
+    assert not settings.llm_configured
+    assert settings.database_url == "sqlite+aiosqlite:///./data/autodev.db"
+
+
+def test_the_private_key_may_be_a_path_to_the_pem(tmp_path: Path) -> None:
+    pem = tmp_path / "app.pem"
+    pem.write_text("-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n")
+
+    from_path = load_settings(_env_file=None, github_private_key=str(pem))
+    inline = load_settings(
+        _env_file=None, github_private_key="-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END"
+    )
+
+    assert from_path.github_private_key_pem() == pem.read_text()
+    assert (inline.github_private_key_pem() or "").splitlines()[1] == "abc"

@@ -1,0 +1,168 @@
+"""The ARQ worker on a real Redis: picks up submitted jobs, persists their state and events, retries
+transient failures, honours cancel, and never runs one job twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from engine.errors import PermanentFailure, TransientFailure
+from engine.jobs import JobRequest, JobStore
+from engine.models import JobState
+from engine.runner import EngineDeps, JobRun, Pipeline
+from engine.settings import Settings
+from workers.queue import ArqJobQueue, connect
+from workers.settings import worker_options
+
+
+@pytest.fixture
+async def pool(clean_redis: str) -> AsyncIterator[ArqRedis]:
+    redis = await connect(clean_redis)
+    yield redis
+    await redis.aclose()
+
+
+async def no_code_host(view: Any) -> Any:
+    raise AssertionError("these pipelines do not touch a repository")
+
+
+def make_worker(settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline) -> Worker:
+    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline)
+    return Worker(
+        **worker_options(settings, burst=True, reconciler=False),
+        redis_pool=pool,
+        ctx={"deps": deps, "queue": ArqJobQueue(pool)},
+    )
+
+
+async def submit(store: JobStore, key: str = "k1") -> str:
+    job, _ = await store.submit(
+        JobRequest(dedupe_key=key, trigger="cli", repo="octo/widgets", title="t", task="t", requester="mona")
+    )
+    return job.id
+
+
+async def test_a_burst_worker_runs_a_submitted_job_and_persists_its_state_and_events(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    async def pipeline(run: JobRun) -> None:
+        await run.set_phase("planning")
+        await run.emit("plan", {"steps": [{"title": "Add the flag"}]})
+
+    job_id = await submit(store)
+    await ArqJobQueue(pool).enqueue(job_id)
+    worker = make_worker(settings, store, pool, pipeline)
+
+    await worker.main()
+
+    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
+    job = await store.get(job_id)
+    assert job.state == JobState.SUCCEEDED and job.attempts == 1
+    events = await store.events(job_id)
+    assert [e.type for e in events] == ["submitted", "state", "phase", "plan", "state"]
+    assert [e.data.get("state") for e in events if e.type == "state"] == ["running", "succeeded"]
+
+
+async def test_enqueueing_a_job_twice_runs_it_once(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    runs: list[str] = []
+
+    async def pipeline(run: JobRun) -> None:
+        runs.append(run.job_id)
+
+    job_id = await submit(store)
+    queue = ArqJobQueue(pool)
+    await queue.enqueue(job_id)
+    await queue.enqueue(job_id)
+
+    await make_worker(settings, store, pool, pipeline).main()
+
+    assert runs == [job_id]
+
+
+async def test_a_transient_failure_is_retried_and_the_job_then_succeeds(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    tries: list[int] = []
+
+    async def pipeline(run: JobRun) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise TransientFailure("GitHub answered 502", retry_after=0.05)
+
+    job_id = await submit(store)
+    await ArqJobQueue(pool).enqueue(job_id)
+    worker = make_worker(settings, store, pool, pipeline)
+
+    await worker.main()
+
+    assert len(tries) == 2 and worker.jobs_retried == 1
+    job = await store.get(job_id)
+    assert job.state == JobState.SUCCEEDED and job.attempts == 2
+    assert "resumed" in [e.type for e in await store.events(job_id)]
+
+
+async def test_a_transient_failure_on_every_try_fails_the_job_saying_so(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    async def pipeline(run: JobRun) -> None:
+        raise TransientFailure("LLM rate limited", retry_after=0.01)
+
+    job_id = await submit(store)
+    await ArqJobQueue(pool).enqueue(job_id)
+
+    await make_worker(settings, store, pool, pipeline).main()
+
+    job = await store.get(job_id)
+    assert job.state == JobState.FAILED
+    assert job.failure_reason == f"LLM rate limited (gave up after {settings.job_max_tries} tries)"
+
+
+async def test_a_permanent_failure_ends_the_job_with_its_reason(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    async def pipeline(run: JobRun) -> None:
+        raise PermanentFailure("the LLM endpoint refused the API key (401)")
+
+    job_id = await submit(store)
+    await ArqJobQueue(pool).enqueue(job_id)
+    worker = make_worker(settings, store, pool, pipeline)
+
+    await worker.main()
+
+    job = await store.get(job_id)
+    assert job.state == JobState.FAILED
+    assert job.failure_reason == "the LLM endpoint refused the API key (401)"
+    assert worker.jobs_retried == 0
+
+
+async def test_cancel_aborts_a_running_job_and_it_ends_cancelled(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    from engine.actions import cancel_job
+
+    started = asyncio.Event()
+
+    async def pipeline(run: JobRun) -> None:
+        started.set()
+        await asyncio.sleep(30)  # a long LLM call, say
+
+    job_id = await submit(store)
+    queue = ArqJobQueue(pool)
+    await queue.enqueue(job_id)
+    worker = make_worker(settings, store, pool, pipeline)
+    worker_task = asyncio.create_task(worker.main())
+    await asyncio.wait_for(started.wait(), 10)
+
+    await cancel_job(store, queue, job_id, by="mona")
+    await asyncio.wait_for(worker_task, 20)
+
+    job = await store.get(job_id)
+    assert job.state == JobState.CANCELLED
+    assert job.failure_reason == "cancelled on request"

@@ -1,0 +1,75 @@
+"""ARQ job functions: run a job, and the reconciler that makes sure no job is lost or left hanging.
+
+`ctx["deps"]` (an `engine.runner.EngineDeps`) and `ctx["queue"]` are put there by the composition root's
+`on_startup`; job functions only take ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from arq import Retry
+from arq.jobs import JobStatus
+
+from engine import runner
+from engine.errors import TransientFailure
+from engine.models import JobState, utcnow
+from workers.queue import ArqJobQueue
+
+log = logging.getLogger(__name__)
+
+# A queued job younger than this may simply not have been enqueued *yet* by the web process.
+RECONCILE_GRACE = timedelta(seconds=30)
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> str:
+    deps: runner.EngineDeps = ctx["deps"]
+    try_number: int = ctx.get("job_try", 1)
+    try:
+        state = await runner.run_job(job_id, deps)
+    except TransientFailure as exc:
+        max_tries = deps.settings.job_max_tries
+        if try_number >= max_tries:
+            reason = f"{exc.reason} (gave up after {try_number} tries)"
+            return (await runner.fail_job(job_id, deps, reason)).value
+        defer = exc.retry_after if exc.retry_after is not None else _backoff(try_number)
+        log.warning("transient failure, retrying in %.0fs: %s", defer, exc.reason, extra={"job_id": job_id})
+        await deps.store.append_event(job_id, "retrying", {"reason": exc.reason, "in_seconds": round(defer)})
+        raise Retry(defer=defer) from exc
+    return state.value
+
+
+def _backoff(try_number: int) -> float:
+    return min(300.0, 5.0 * 2 ** (try_number - 1)) * random.uniform(0.8, 1.2)
+
+
+async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+    """Re-enqueue jobs Redis does not hold; fail those whose worker died after its last try."""
+    deps: runner.EngineDeps = ctx["deps"]
+    queue: ArqJobQueue = ctx["queue"]
+    counts = {"enqueued": 0, "failed": 0}
+    now = utcnow()
+    for job_id in await deps.store.ids_in_state(JobState.QUEUED, JobState.RUNNING):
+        status = await queue.status(job_id)
+        if status in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress):
+            continue
+        job = await deps.store.get(job_id)
+        if status is JobStatus.complete:
+            # ARQ finished with the job but our row never reached an end: its worker died on the last try.
+            await runner.fail_job(
+                job_id,
+                deps,
+                f"the worker stopped during the job and its {deps.settings.job_max_tries} tries"
+                " are used up; retry it to continue from the last completed step",
+            )
+            counts["failed"] += 1
+        elif job.state == JobState.RUNNING or now - job.created_at > RECONCILE_GRACE:
+            # Not in Redis at all: lost with a Redis restart, or the enqueue failed after the commit.
+            await queue.enqueue(job_id)
+            counts["enqueued"] += 1
+    if any(counts.values()):
+        log.info("reconciled jobs: %s", counts)
+    return counts

@@ -1,0 +1,69 @@
+"""The ARQ side of the `JobQueue` port: only job ids go on the queue, the worker loads the rest."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlparse
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import abort_jobs_ss
+from arq.jobs import Job as ArqJob
+from arq.jobs import JobStatus
+from arq.utils import timestamp_ms
+
+log = logging.getLogger(__name__)
+
+RUN_JOB = "run_job"
+
+
+def redis_settings_from_url(url: str) -> RedisSettings:
+    """ARQ settings for redis://, rediss:// and unix:// URLs (the embedded Redis listens on a socket)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        from urllib.parse import parse_qs
+
+        query = parse_qs(parsed.query)
+        return RedisSettings(
+            unix_socket_path=unquote(parsed.path),
+            database=int(query.get("db", ["0"])[0]),
+            password=unquote(parsed.password) if parsed.password else None,
+        )
+    return RedisSettings.from_dsn(url)
+
+
+async def connect(url: str) -> ArqRedis:
+    return await create_pool(redis_settings_from_url(url))
+
+
+class ArqJobQueue:
+    """Enqueue with `_job_id=job_id`, so a second enqueue of a queued or running job does nothing."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def enqueue(self, job_id: str) -> None:
+        job = await self.redis.enqueue_job(RUN_JOB, job_id, _job_id=job_id)
+        if job is None:
+            log.info("job already on the queue", extra={"job_id": job_id})
+
+    async def abort(self, job_id: str) -> None:
+        # ArqJob.abort() waits for the result; a cancel from a web request must not, so set the flag only.
+        await self.redis.zadd(abort_jobs_ss, {job_id: timestamp_ms()})
+
+    async def status(self, job_id: str) -> JobStatus:
+        return await ArqJob(job_id, self.redis).status()
+
+    async def forget(self, job_id: str) -> None:
+        """Drop ARQ's finished result for the id, so the same id can be enqueued again."""
+        from arq.constants import result_key_prefix
+
+        await self.redis.delete(result_key_prefix + job_id)
+
+    async def depth(self) -> tuple[int, float | None]:
+        """How many jobs wait in the queue, and the age in seconds of the oldest."""
+        from arq.constants import default_queue_name
+
+        count = await self.redis.zcard(default_queue_name)
+        oldest = await self.redis.zrange(default_queue_name, 0, 0, withscores=True)
+        age = (timestamp_ms() - oldest[0][1]) / 1000 if oldest else None
+        return int(count), age
