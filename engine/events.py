@@ -1,0 +1,42 @@
+"""The job event vocabulary: what the pipeline emits and what reporters, the job page and the API read.
+
+Each event is a row (seq, type, data). Types and their data:
+
+- submitted      {trigger, requester}
+- state          {state, reason?, limit?}                  queued/running/waiting/succeeded/failed/cancelled
+- phase          {phase, step?, of?}                       preparing, planning, coding, testing, publishing
+- resumed        {attempt}                                 a retried run picks up from its last checkpoint
+- plan           {steps: [{title, rationale, acceptance, files}]}
+- step_started   {index, title}
+- step_finished  {index, state, commit_sha?, error?}       state: done | failed | skipped
+- tests          {index, command, passed, round, tail}     tail: the last lines of the output
+- llm_call       {role, model, tokens_in, tokens_out, usd, latency_ms, step_index}
+- edit_refused   {path, reason}
+- note           {kind, text}                              a memory note the coder wrote
+- pushed         {branch, head_sha}
+- pr             {number, url, draft, created}
+- limit          {limit, reason}                           a budget/request/time limit stopped the job
+- cancel_requested {by}
+- context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
+"""
+
+from __future__ import annotations
+
+SUBMITTED = "submitted"
+STATE = "state"
+PHASE = "phase"
+RESUMED = "resumed"
+PLAN = "plan"
+STEP_STARTED = "step_started"
+STEP_FINISHED = "step_finished"
+TESTS = "tests"
+LLM_CALL = "llm_call"
+EDIT_REFUSED = "edit_refused"
+NOTE = "note"
+PUSHED = "pushed"
+PR = "pr"
+LIMIT = "limit"
+CANCEL_REQUESTED = "cancel_requested"
+CONTEXT = "context"
+
+PHASES = ("preparing", "planning", "coding", "testing", "publishing")
