@@ -62,6 +62,7 @@ class EmbeddedRedis:
             "--save", "",
             "--appendonly", "yes" if self.persist else "no",
             "--logfile", str(self.dir / "redis.log"),
+            "--pidfile", str(self.dir / "redis.pid"),
             "--daemonize", "no",
         ]  # fmt: skip
         self.process = subprocess.Popen(

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.caps import cap_refusal
 from engine.errors import JobCancelled, JobStopped, LimitReached, TransientFailure
 from engine.jobs import IllegalTransition, JobNotFound, JobStore
 from engine.models import JobState
@@ -95,6 +96,10 @@ async def run_job(job_id: str, deps: EngineDeps) -> JobState:
     run = JobRun(job_id, deps, deps.reporters_for(view))
     if job.cancel_requested:
         return await _finish(run, JobState.CANCELLED, "cancelled before it started")
+    if state is JobState.QUEUED:
+        refusal = await cap_refusal(store, deps.settings, job.repo)
+        if refusal is not None:
+            return await _finish(run, JobState.FAILED, refusal, {"limit": "daily_cap"})
     if state is JobState.RUNNING:
         # A worker died or was stopped mid-job; pick up from the last checkpoint.
         await store.update(job_id, attempts=job.attempts + 1)
