@@ -67,10 +67,20 @@ class JobRun:
                 await reporter.on_event(view, event)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.reporter_errors += 1
                 log.exception(
                     "reporter %s failed on %s", reporter.name, event.type, extra={"job_id": self.job_id}
+                )
+                # Recorded, not published (that would ask the failing reporter again): for /metrics, the page.
+                await self.store.append_event(
+                    self.job_id,
+                    "reporter_error",
+                    {
+                        "reporter": reporter.name,
+                        "on": event.type,
+                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                    },
                 )
 
     async def check_cancel(self) -> None:
