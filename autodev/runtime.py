@@ -76,7 +76,7 @@ class Runtime:
         pool = await connect(redis_url)
         queue = ArqJobQueue(pool)
         github = GitHubApp(settings, store, queue, pool)
-        slack = SlackBot(settings, store, queue)
+        slack = SlackBot(settings, store, queue, redis=pool)
         _log_surfaces(settings)
         return cls(settings, db, store, pool, queue, github, slack, embedded)
 

@@ -35,7 +35,7 @@ def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = 60
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"autodev exited early:\n{process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(f"autodev exited early (exit {process.returncode}); see its log")
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                 return
@@ -54,20 +54,22 @@ def service(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]
         "DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'autodev.db'}",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autodev", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", process, tmp_path / "data"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "autodev", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", process, tmp_path / "data"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            print((tmp_path / "serve.log").read_text()[-3000:])
 
 
 def test_serve_starts_with_no_credentials_and_ctrl_c_leaves_no_process_behind(
