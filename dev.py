@@ -39,7 +39,7 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 a newcomer has
         print("dev.py: autodev needs Python 3.11 or newer", file=sys.stderr)
         return 2
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])

@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="bring the database to the newest schema (Alembic); serve/web/worker also do this"
     )
 
-    from autodev import cmd_context, cmd_run
+    from autodev.cmd_context import add_parsers as add_context_parsers
+    from autodev.cmd_run import add_parser as add_run_parser
 
-    cmd_run.add_parser(commands)
-    cmd_context.add_parsers(commands)
+    add_run_parser(commands)
+    add_context_parsers(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The job store: one job per dedupe key, legal transitions only, gapless events — on SQLite and PostgreSQL."""
+"""The job store: one job per dedupe key, legal transitions only, gapless events, on both databases."""
 
 from __future__ import annotations
 

@@ -1,0 +1,314 @@
+"""The pipeline every trigger runs: prepare → plan → (code → test → commit → push) per step → publish.
+
+Each finished step is a checkpoint (a commit on the pushed branch plus a `done` step row), so a job run
+again after a crash skips what is done; pushing the same commits again and finding the PR first make the
+publishing side idempotent too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import events
+from engine.agents import AgentRules, load_agent_rules, repo_conventions
+from engine.budget import BudgetGuard
+from engine.coder import StepBrief, code_step
+from engine.errors import JobStopped, LimitReached
+from engine.llm import LLMClient
+from engine.models import Job, StepState, utcnow
+from engine.planner import Plan, make_plan
+from engine.ports import GitRemote
+from engine.prompts import gather_context, save_note
+from engine.publish import Publisher
+from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from engine.sandbox import Sandbox
+from engine.testrun import TestResult, detect_test_command, run_tests
+from engine.tools import ToolBox
+from engine.workspace import Workspace, Worktree, branch_name
+
+if TYPE_CHECKING:
+    from engine.runner import JobRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    run: JobRun
+    job: Job
+    tree: Worktree
+    llm: LLMClient
+    rules: AgentRules
+    config: RepoConfig
+    conventions: str
+    test_command: str | None
+    publisher: Publisher
+
+
+async def run_pipeline(run: JobRun) -> None:
+    store, settings = run.store, run.settings
+    job = await store.get(run.job_id)
+    rules = load_agent_rules()
+    await store.update(job.id, agents_md_hash=rules.sha256)
+    host = await run.deps.code_host_for(await store.view(job.id, with_events=False))
+
+    await run.set_phase("preparing")
+    remote = await host.remote(job.repo)
+    default_branch = await host.default_branch(job.repo)
+    workspace = Workspace(settings)
+    mirror = await workspace.sync(job.repo, remote)
+    config = parse_repo_config(await workspace.read_file(mirror, default_branch, CONFIG_PATH))
+    base = job.base_branch or config.base_branch or default_branch
+    branch = job.branch or branch_name(job.id, job.title, job.issue_number)
+    await store.update(job.id, branch=branch, base_branch=base)
+    llm = LLMClient(
+        settings=settings,
+        job_id=job.id,
+        repo=job.repo,
+        guard=BudgetGuard(store, settings, job.id, budget_cap_usd=config.budget_usd),
+        emit=run.emit,
+        check_cancel=run.check_cancel,
+        record_cost=store.add_cost,
+    )
+    publisher = Publisher(run, host, repo=job.repo, branch=branch, base=base)
+    try:
+        await _work(run, job, workspace, mirror, remote, llm, rules, config, publisher)
+    finally:
+        await llm.aclose()
+
+
+async def _work(
+    run: JobRun,
+    job: Job,
+    workspace: Workspace,
+    mirror: Path,
+    remote: GitRemote,
+    llm: LLMClient,
+    rules: AgentRules,
+    config: RepoConfig,
+    publisher: Publisher,
+) -> None:
+    branch, base = publisher.branch, publisher.base
+    async with workspace.worktree(mirror, job.id, branch=branch, base=base, remote=remote) as tree:
+        conventions = repo_conventions(tree.path)
+        agents_md = (
+            (tree.path / "AGENTS.md").read_text(errors="replace")
+            if (tree.path / "AGENTS.md").is_file()
+            else None
+        )
+        jc = JobContext(
+            run=run,
+            job=job,
+            tree=tree,
+            llm=llm,
+            rules=rules,
+            config=config,
+            conventions=conventions,
+            test_command=config.test_command or detect_test_command(tree.path, agents_md),
+            publisher=publisher,
+        )
+        plan: Plan | None = None
+        try:
+            plan = await _plan(jc)
+            for index in range(len(plan.steps)):
+                await _run_step(jc, plan, index)
+        except LimitReached as exc:
+            await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
+            if plan is not None and await _committed_steps(jc):
+                # Keep what is done: the branch is pushed already; the PR stays a draft and says why.
+                await publisher.sync_pr(
+                    plan, ready=False, note=f"Stopped early by the {exc.limit} limit: {exc.reason}"
+                )
+            raise
+        await run.set_phase("publishing")
+        await publisher.push(tree)
+        await publisher.sync_pr(plan, ready=True)
+
+
+async def _plan(jc: JobContext) -> Plan:
+    job = jc.job
+    if job.plan:  # a resumed job keeps the plan its done steps were made for
+        return Plan.model_validate(job.plan)
+    await jc.run.check_cancel()
+    await jc.run.set_phase("planning")
+    context = await _context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
+    plan = await make_plan(
+        jc.llm, jc.rules, conventions=jc.conventions, task=_task_text(job), context=context
+    )
+    data = plan.model_dump()
+    await jc.run.store.update(job.id, plan=data)
+    await jc.run.emit(events.PLAN, {"steps": data["steps"]})
+    for i, step in enumerate(plan.steps):
+        await jc.run.store.save_step(
+            job.id,
+            i,
+            title=step.title,
+            rationale=step.rationale,
+            acceptance=step.acceptance,
+            files=step.files,
+        )
+    return plan
+
+
+async def _run_step(jc: JobContext, plan: Plan, index: int) -> None:
+    run, job, step = jc.run, jc.job, plan.steps[index]
+    saved = {s.index: s for s in (await run.store.view(job.id, with_events=False)).steps}.get(index)
+    if (
+        saved
+        and saved.state == StepState.DONE
+        and saved.commit_sha
+        and await jc.tree.contains(saved.commit_sha)
+    ):
+        log.info("step %d already done; skipping", index, extra={"job_id": job.id})
+        return
+    await run.check_cancel()
+    total = len(plan.steps)
+    await run.set_phase("coding", {"step": index + 1, "of": total})
+    await run.store.save_step(
+        job.id, index, title=step.title, state=StepState.RUNNING.value, started_at=utcnow(), error=None
+    )
+    await run.emit(events.STEP_STARTED, {"index": index, "title": step.title})
+    context = await _context(
+        jc, query=f"{job.task}\n{step.title}\n{step.acceptance}", step_index=index, named=step.files
+    )
+    sandbox = Sandbox(jc.tree.path, jc.config.protected_paths)
+    last_test: list[TestResult] = []
+
+    async def step_tests(round_: int) -> TestResult | None:
+        result = await _tests(jc, index, total, round_)
+        last_test[:] = [result] if result else []
+        return result
+
+    async def tool_tests() -> TestResult | None:
+        if not jc.test_command:
+            return None
+        await run.check_cancel()
+        return await _execute_tests(jc)
+
+    async def remember(kind: str, text: str) -> None:
+        await save_note(run.store, repo=job.repo, job_id=job.id, kind=kind, text=text)
+        await run.emit(events.NOTE, {"kind": kind, "text": text})
+
+    tools = ToolBox(sandbox, emit=run.emit, run_tests=tool_tests, remember=remember)
+    try:
+        outcome = await code_step(
+            StepBrief(index, step, plan, _task_text(job), context),
+            llm=jc.llm,
+            rules=jc.rules,
+            conventions=jc.conventions,
+            tools=tools,
+            run_tests=step_tests,
+            check_cancel=run.check_cancel,
+            repair_rounds=run.settings.repair_rounds,
+            max_turns=run.settings.coder_max_turns,
+        )
+    except JobStopped as exc:
+        test = last_test[0] if last_test else None
+        await run.store.save_step(
+            job.id,
+            index,
+            state=StepState.FAILED.value,
+            error=exc.reason[:4000],
+            refused_edits=tools.refused,
+            test_passed=test.passed if test else None,
+            finished_at=utcnow(),
+        )
+        await run.emit(events.STEP_FINISHED, {"index": index, "state": "failed", "error": exc.reason[:500]})
+        raise
+    sha = await jc.tree.commit(
+        f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}", sorted(sandbox.changed)
+    )
+    await run.store.save_step(
+        job.id,
+        index,
+        state=StepState.DONE.value,
+        commit_sha=sha,
+        diff=await jc.tree.diff(sha),
+        repair_rounds=outcome.repair_rounds,
+        refused_edits=tools.refused,
+        finished_at=utcnow(),
+    )
+    # Published before the step is announced, so a cancel or crash after this point keeps the work.
+    await jc.publisher.push(jc.tree)
+    await jc.publisher.sync_pr(plan, ready=False)
+    await run.emit(events.STEP_FINISHED, {"index": index, "state": "done", "commit_sha": sha})
+
+
+async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestResult | None:
+    if not jc.test_command:
+        return None
+    run = jc.run
+    await run.set_phase("testing", {"step": index + 1, "of": total})
+    result = await _execute_tests(jc)
+    await run.store.save_step(
+        jc.job.id,
+        index,
+        test_command=result.command,
+        test_output=result.output,
+        test_passed=result.passed,
+        repair_rounds=round_,
+    )
+    await run.emit(
+        events.TESTS,
+        {
+            "index": index,
+            "command": result.command,
+            "passed": result.passed,
+            "round": round_,
+            "tail": result.tail(30),
+        },
+    )
+    return result
+
+
+async def _execute_tests(jc: JobContext) -> TestResult:
+    settings = jc.run.settings
+    assert jc.test_command is not None
+    return await run_tests(
+        jc.test_command,
+        jc.tree.path,
+        timeout_seconds=settings.test_timeout_seconds,
+        max_bytes=settings.test_output_max_bytes,
+        secrets=settings.secret_values(),
+    )
+
+
+async def _context(jc: JobContext, *, query: str, step_index: int | None, named: list[str]) -> str:
+    run = jc.run
+    ctx = await gather_context(
+        settings=run.settings,
+        store=run.store,
+        worktree=jc.tree.path,
+        repo=jc.job.repo,
+        query=query,
+        job_id=jc.job.id,
+        named_files=named,
+    )
+    diag = ctx.diagnostics
+    summary: dict[str, Any] = {
+        "step_index": step_index,
+        "chosen": list(diag.get("chosen", []))[:50],
+        "considered": diag.get("considered", diag.get("candidates_considered")),
+        "tokens": ctx.tokens,
+    }
+    await run.emit(events.CONTEXT, summary)
+    job = await run.store.get(jc.job.id)
+    # The job page shows the full diagnostics; the event carries only the summary.
+    full = {"step_index": step_index, **diag}
+    await run.store.update(jc.job.id, context_diagnostics=[*(job.context_diagnostics or []), full][-50:])
+    return ctx.text
+
+
+async def _committed_steps(jc: JobContext) -> int:
+    view = await jc.run.store.view(jc.job.id, with_events=False)
+    return sum(1 for s in view.steps if s.state == StepState.DONE and s.commit_sha)
+
+
+def _task_text(job: Job) -> str:
+    text = f"{job.title}\n\n{job.task}".strip() if job.task.strip() != job.title.strip() else job.title
+    if job.kind == "revise":
+        text = f"Revise the existing pull request on branch {job.branch}:\n{text}"
+    return text

@@ -1,0 +1,231 @@
+"""Git workspaces: a bare mirror per repository (fetched when reused), one worktree and branch per job.
+
+Credentials travel as `-c http.extraHeader=…` on the command line of the one git call that needs them,
+never in a URL or a config file, and are scrubbed from any error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import PermanentFailure, TransientFailure
+from engine.ports import GitRemote
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AUTHOR = ("autodev", "autodev@users.noreply.localhost")
+DIFF_MAX_CHARS = 200_000
+
+
+class GitError(Exception):
+    pass
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "task"
+
+
+def branch_name(job_id: str, title: str, issue_number: int | None) -> str:
+    prefix = str(issue_number) if issue_number is not None else job_id[:8]
+    return f"autodev/{prefix}-{slugify(title)}"
+
+
+async def git(
+    *args: str, cwd: Path | None = None, remote: GitRemote | None = None, secrets: tuple[str, ...] = ()
+) -> str:
+    """Run git; raise GitError with the output (credentials scrubbed) when it fails."""
+    auth = remote.git_config_args() if remote else []
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "LC_ALL": "C",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *auth,
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        text = f"git {args[0]} failed: {err.decode(errors='replace').strip()}"
+        hidden = [*(remote.http_headers.values() if remote else []), *secrets]
+        for value in hidden:
+            for piece in (value, *value.split()):
+                if len(piece) >= 6:
+                    text = text.replace(piece, "[redacted]")
+        raise GitError(text[:2000])
+    return out.decode(errors="replace")
+
+
+@dataclass
+class Worktree:
+    path: Path
+    mirror: Path
+    branch: str
+    base: str
+    remote: GitRemote
+
+    async def head(self) -> str:
+        return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
+
+    async def contains(self, sha: str) -> bool:
+        try:
+            await git("merge-base", "--is-ancestor", sha, "HEAD", cwd=self.path)
+        except GitError:
+            return False
+        return True
+
+    async def commit(self, message: str, paths: list[str]) -> str:
+        """One commit of exactly `paths` (what the sandbox wrote); empty when nothing changed."""
+        if paths:
+            await git("add", "-A", "--", *paths, cwd=self.path)
+        name, email = AUTHOR
+        await git(
+            "-c", f"user.name={name}", "-c", f"user.email={email}",
+            "commit", "--allow-empty", "--no-verify", "-m", message,
+            cwd=self.path,
+        )  # fmt: skip
+        return await self.head()
+
+    async def diff(self, sha: str) -> str:
+        text = await git("show", "--format=", "--no-color", sha, cwd=self.path)
+        return text if len(text) <= DIFF_MAX_CHARS else text[:DIFF_MAX_CHARS] + "\n[diff truncated]\n"
+
+    async def push(self) -> str:
+        """Push the branch; pushing commits the remote already has is a no-op."""
+        try:
+            await git("push", "--porcelain", self.remote.url, f"HEAD:refs/heads/{self.branch}",
+                      cwd=self.path, remote=self.remote)  # fmt: skip
+        except GitError as exc:
+            raise TransientFailure(f"pushing {self.branch} failed: {exc}") from exc
+        return await self.head()
+
+
+class Workspace:
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.workspace_dir or settings.data_dir / "work"
+        self.max_bytes = settings.mirror_cache_max_bytes
+
+    def mirror_path(self, repo: str) -> Path:
+        digest = hashlib.sha256(repo.encode()).hexdigest()[:12]
+        return self.root / "mirrors" / f"{slugify(repo, 60)}-{digest}.git"
+
+    async def sync(self, repo: str, remote: GitRemote) -> Path:
+        """The repo's bare mirror, created once and fetched when reused."""
+        mirror = self.mirror_path(repo)
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        async with _locked(mirror):
+            try:
+                if not (mirror / "HEAD").exists():
+                    await git("init", "--bare", "--quiet", str(mirror))
+                    await git("remote", "add", "origin", remote.url, cwd=mirror)
+                else:
+                    await git("remote", "set-url", "origin", remote.url, cwd=mirror)
+                await git("fetch", "--prune", "--quiet", "origin", cwd=mirror, remote=remote)
+            except GitError as exc:
+                raise TransientFailure(f"fetching {repo} failed: {exc}") from exc
+            (mirror / "autodev-last-used").write_text(str(time.time()))
+        self.evict(keep=mirror)
+        return mirror
+
+    async def remote_has_branch(self, mirror: Path, branch: str) -> bool:
+        try:
+            await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=mirror)
+        except GitError:
+            return False
+        return True
+
+    async def read_file(self, mirror: Path, branch: str, path: str) -> str | None:
+        try:
+            return await git("show", f"origin/{branch}:{path}", cwd=mirror)
+        except GitError:
+            return None
+
+    @asynccontextmanager
+    async def worktree(
+        self, mirror: Path, job_id: str, *, branch: str, base: str, remote: GitRemote
+    ) -> AsyncIterator[Worktree]:
+        """A fresh worktree on `branch`: continued from the remote's branch when it exists, else from base."""
+        start = branch if await self.remote_has_branch(mirror, branch) else base
+        if not await self.remote_has_branch(mirror, start):
+            raise PermanentFailure(f"the base branch {start!r} does not exist in the repository")
+        path = self.root / "jobs" / job_id
+        async with _locked(mirror):
+            if path.exists():  # a previous attempt of this job died here
+                await _remove_worktree(mirror, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await git("worktree", "prune", cwd=mirror)
+            await git("worktree", "add", "--quiet", "-B", branch, str(path), f"origin/{start}", cwd=mirror)
+        try:
+            yield Worktree(path, mirror, branch, base, remote)
+        finally:
+            async with _locked(mirror):
+                await _remove_worktree(mirror, path)
+
+    def evict(self, *, keep: Path) -> None:
+        """Drop least recently used mirrors (not in use) until the cache fits its size limit."""
+        mirrors = [p for p in (self.root / "mirrors").glob("*.git") if p.is_dir()]
+        sizes = {p: _size(p) for p in mirrors}
+        total = sum(sizes.values())
+        for mirror in sorted(mirrors, key=_last_used):
+            if total <= self.max_bytes:
+                break
+            if mirror == keep or any((mirror / "worktrees").glob("*")):
+                continue
+            log.info("evicting mirror %s (%d bytes)", mirror.name, sizes[mirror])
+            shutil.rmtree(mirror, ignore_errors=True)
+            total -= sizes[mirror]
+
+
+async def _remove_worktree(mirror: Path, path: Path) -> None:
+    try:
+        await git("worktree", "remove", "--force", str(path), cwd=mirror)
+    except GitError:
+        shutil.rmtree(path, ignore_errors=True)
+        await git("worktree", "prune", cwd=mirror)
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _last_used(mirror: Path) -> float:
+    try:
+        return float((mirror / "autodev-last-used").read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+_LOCKS: dict[Path, asyncio.Lock] = {}
+
+
+@asynccontextmanager
+async def _locked(mirror: Path) -> AsyncIterator[None]:
+    # Jobs in this worker and in others may share the mirror; git's own ref locks fail rather than wait.
+    # The asyncio lock serialises this process's jobs, so the file lock only ever waits for other processes.
+    async with _LOCKS.setdefault(mirror, asyncio.Lock()):
+        with open(mirror.with_suffix(".lock"), "a") as handle:  # noqa: ASYNC230 - a tiny local file
+            await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,48 @@
+"""`autodev run --repo PATH "<task>"`: a local job in-process, and a clear message without an LLM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from autodev import cmd_run
+from tests.conftest import make_settings
+from tests.engine.conftest import git, make_project, plan
+from tests.support.fake_llm import FakeLLM
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cmd_run.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["run", *argv])
+
+
+def test_without_an_llm_it_says_how_to_configure_one_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse("--repo", str(tmp_path), "do something")
+    assert args.handler(args, make_settings(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in err and "OPENAI_BASE_URL" in err and "Ollama" in err and "vLLM" in err
+
+
+async def test_a_run_leaves_a_branch_and_prints_plan_steps_tokens_and_dollars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    async with FakeLLM() as llm:
+        settings = make_settings(tmp_path, openai_base_url=llm.base_url, openai_api_key="sk-cli-test-123")
+        llm.reply_json(plan("Add a readme"))
+        llm.reply_tool_calls(("create_file", {"path": "README.md", "content": "# calc\n"}))
+        llm.reply_text("Added.")
+        args = parse("--repo", str(project), "--budget", "1", "Add a README")
+        code = await asyncio.to_thread(args.handler, args, settings)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "1. Add a readme" in out and "[done]" in out and "tests passed" in out
+    assert "tokens:" in out and "$0.0" in out and "succeeded" in out
+    branch = next(line.split()[3] for line in out.splitlines() if line.startswith("branch left behind"))
+    assert git(project, "show", f"{branch}:README.md") == "# calc\n"
