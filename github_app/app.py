@@ -1,0 +1,69 @@
+"""GitHubApp: the one object the composition root builds; routes, reporters and code hosts for GitHub."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter
+
+from engine.errors import PermanentFailure
+from engine.jobs import JobStore
+from engine.ports import CodeHost, JobQueue, Reporter
+from engine.settings import Settings
+from engine.views import JobView
+from github_app.client import GitHubApi
+from github_app.code_host import GitHubCodeHost
+from github_app.reporter import GitHubReporter
+from github_app.setup import setup_router
+from github_app.triggers import Triggers
+from github_app.webhooks import webhook_router
+
+log = logging.getLogger(__name__)
+
+
+class GitHubApp:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        queue: JobQueue | None,
+        redis: aioredis.Redis | None,
+    ) -> None:
+        self.settings = settings
+        self.api: GitHubApi | None = None
+        triggers = None
+        if settings.github_configured:
+            try:
+                self.api = GitHubApi(settings, redis)
+            except (ValueError, TypeError, OSError) as exc:
+                log.error(
+                    "GitHub App disabled: GITHUB_PRIVATE_KEY is not a usable PEM key (%s)", type(exc).__name__
+                )
+            else:
+                triggers = Triggers(settings, store, queue, self.api, redis)
+        else:
+            log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
+        self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
+        self.router = APIRouter()
+        self.router.include_router(webhook_router(settings, store, triggers))
+        self.router.include_router(setup_router(settings))
+
+    def reporter_for(self, view: JobView) -> Reporter | None:
+        """The GitHub reporter for jobs on a GitHub repository made through an installation."""
+        if self.reporter is None or view.installation_id is None or view.repo.startswith("local:"):
+            return None
+        return self.reporter
+
+    async def code_host(self, view: JobView) -> CodeHost:
+        if self.api is None:
+            raise PermanentFailure("the GitHub App is not configured on this worker")
+        if view.installation_id is None:
+            raise PermanentFailure(f"job {view.id} has no GitHub installation to act as")
+        return GitHubCodeHost(self.api, view.installation_id)
+
+    async def aclose(self) -> None:
+        if self.reporter is not None:
+            await self.reporter.aclose()
+        if self.api is not None:
+            await self.api.aclose()

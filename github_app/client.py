@@ -1,0 +1,128 @@
+"""GitHub App auth and a thin REST client: app JWT, installation tokens cached (Redis when given), retries."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives import serialization
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import AsyncRedisCacheStrategy, BaseCacheStrategy, MemCacheStrategy
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
+from githubkit.typing import RetryOption
+
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Bounded: a rate-limited or failing GitHub delays a reporter a little, never a job for long.
+MAX_RETRIES = 3
+MAX_RATE_LIMIT_WAIT = timedelta(seconds=60)
+
+
+class GitHubUnavailable(RuntimeError):
+    """GitHub could not be reached or kept failing; the caller decides what the user sees."""
+
+
+def retry_decision(exc: GitHubException, retry_count: int) -> RetryOption:
+    """Honour Retry-After / X-RateLimit-Reset (capped) and back off briefly on 5xx, a few times at most."""
+    if retry_count >= MAX_RETRIES:
+        return RetryOption(False)
+    if isinstance(exc, RateLimitExceeded):
+        # At least a second: githubkit reads a zero delay as "unknown" and would sleep a full minute.
+        wait = min(max(exc.retry_after, timedelta(seconds=1)), MAX_RATE_LIMIT_WAIT)
+        log.warning("GitHub rate limit hit; retrying in %ss", wait.total_seconds())
+        return RetryOption(True, wait)
+    if isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
+        return RetryOption(True, timedelta(seconds=0.2 * 2**retry_count))
+    return RetryOption(False)
+
+
+class GitHubApi:
+    """One per process: the App's identity plus a client per installation (githubkit renews tokens)."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None) -> None:
+        pem = settings.github_private_key_pem()  # OSError when it names a file that is not there
+        if settings.github_app_id is None or pem is None:
+            raise ValueError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY are required for the GitHub API")
+        # Fail now, with a clear message, rather than at the first webhook.
+        serialization.load_pem_private_key(pem.encode(), password=None)
+        self.base_url = settings.github_api_url.rstrip("/") + "/"
+        self._auth = AppAuthStrategy(settings.github_app_id, pem)
+        # Shared through Redis so every web and worker process reuses one installation token until expiry.
+        self._cache: BaseCacheStrategy = (
+            AsyncRedisCacheStrategy(redis, prefix="autodev:githubkit") if redis else MemCacheStrategy()
+        )
+        self._slug = settings.github_app_slug
+        self._app = self._client(self._auth)
+        self._installations: dict[int, GitHub[Any]] = {}
+
+    def _client(self, auth: Any) -> GitHub[Any]:
+        return GitHub(
+            auth,
+            base_url=self.base_url,
+            cache_strategy=self._cache,
+            http_cache=False,
+            auto_retry=retry_decision,
+            timeout=30.0,
+            user_agent="autodev",
+        )
+
+    def installation(self, installation_id: int) -> GitHub[Any]:
+        client = self._installations.get(installation_id)
+        if client is None:
+            client = self._client(self._auth.as_installation(installation_id))
+            self._installations[installation_id] = client
+        return client
+
+    async def request(
+        self,
+        installation_id: int | None,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call the REST API as the installation (or the App itself when `installation_id` is None)."""
+        client = self._app if installation_id is None else self.installation(installation_id)
+        try:
+            response = await client.arequest(method, path.lstrip("/"), json=json, params=params)
+        except RequestFailed:
+            raise
+        except (GitHubException, httpx.HTTPError) as exc:
+            raise GitHubUnavailable(f"{method} {path}: {exc}") from exc
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    async def graphql(self, installation_id: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        return await self.installation(installation_id).async_graphql(query, variables)
+
+    async def token(self, installation_id: int) -> str:
+        """The installation's access token (cached; githubkit renews it a minute before it expires)."""
+        client = self.installation(installation_id)
+        probe = httpx.Request("GET", self.base_url + "installation/repositories")
+        flow = client.auth.get_auth_flow(client).async_auth_flow(probe)
+        request = await flow.__anext__()
+        while request is not probe:
+            async with httpx.AsyncClient(timeout=30.0) as http:
+                response = await http.send(request)
+            request = await flow.asend(response)
+        header = probe.headers.get("Authorization", "")
+        if not header.startswith("token "):
+            raise GitHubUnavailable("could not obtain an installation token")
+        return header.removeprefix("token ")
+
+    async def slug(self) -> str:
+        """The App's mention name: GITHUB_APP_SLUG, else asked once from `GET /app`."""
+        if self._slug is None:
+            app = await self.request(None, "GET", "/app")
+            self._slug = str(app["slug"])
+        return self._slug
+
+    async def aclose(self) -> None:
+        self._installations.clear()

@@ -1,0 +1,79 @@
+"""The text of the sticky issue comment and the check run, rendered from the whole job each time."""
+
+from __future__ import annotations
+
+from engine.models import JobState
+from engine.views import JobView
+
+MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️"}
+COMMENT_MARKER = "<!-- autodev:job -->"
+
+
+def job_url(public_url: str, view: JobView) -> str:
+    return f"{public_url.rstrip('/')}/jobs/{view.id}?t={view.access_token}"
+
+
+def checklist(view: JobView) -> str:
+    """The plan as a checklist with each step's state; the plan event's steps until steps are saved."""
+    if view.steps:
+        rows = [(s.title, s.state) for s in view.steps]
+    else:
+        planned = (view.plan or {}).get("steps") or []
+        rows = [(str(s.get("title", f"Step {i + 1}")), "pending") for i, s in enumerate(planned)]
+    if not rows:
+        return "_No plan yet._"
+    lines = []
+    for index, (title, state) in enumerate(rows, start=1):
+        box = "x" if state == "done" else " "
+        lines.append(f"- [{box}] {MARKS.get(state, '⏳')} {index}. {title}")
+    return "\n".join(lines)
+
+
+def cost_line(view: JobView) -> str:
+    return f"${view.cost_usd:.2f} of ${view.budget_usd:.2f} budget, {view.requests} LLM calls"
+
+
+def status_line(view: JobView) -> str:
+    if view.state is JobState.RUNNING:
+        return f"Running — {view.phase or 'starting'}"
+    if view.state is JobState.FAILED:
+        return f"Failed: {view.failure_reason or 'unknown reason'}"
+    return view.state.value.capitalize()
+
+
+def check_title(view: JobView) -> str:
+    done = f"{view.steps_done}/{len(view.steps)} steps" if view.steps else "planning"
+    return f"{status_line(view)} · {done} · ${view.cost_usd:.2f}"[:200]
+
+
+def check_summary(view: JobView, public_url: str) -> str:
+    return "\n\n".join(
+        [
+            f"**{status_line(view)}**",
+            checklist(view),
+            f"Cost so far: {cost_line(view)}",
+            f"[Job page]({job_url(public_url, view)})",
+        ]
+    )
+
+
+def next_steps(view: JobView, slug: str) -> str:
+    if view.state is JobState.FAILED:
+        return (
+            f"To try again, comment `@{slug} retry` on the pull request or press **Retry** on the "
+            "`autodev` check run; to change the task, edit the issue and relabel it."
+        )
+    if view.state is JobState.CANCELLED:
+        return "The job was cancelled. Relabel the issue to start a new one."
+    return ""
+
+
+def comment_body(view: JobView, public_url: str, slug: str) -> str:
+    parts = [COMMENT_MARKER, f"### autodev · {status_line(view)}", checklist(view)]
+    parts.append(f"Cost: {cost_line(view)}")
+    if view.pr_url:
+        parts.append(f"Pull request: {view.pr_url}")
+    if view.terminal and (hint := next_steps(view, slug)):
+        parts.append(hint)
+    parts.append(f"[Details]({job_url(public_url, view)})")
+    return "\n\n".join(parts)

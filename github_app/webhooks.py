@@ -1,0 +1,116 @@
+"""POST /github/webhooks: size limit → signature over the raw bytes → parse → bot filter → dispatch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from githubkit.exception import RequestFailed
+from githubkit.webhooks import verify
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.jobs import JobStore
+from engine.settings import Settings
+from github_app.client import GitHubUnavailable
+from github_app.installations import record_installation, record_repositories
+from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, InstallationReposEvent
+from github_app.triggers import Outcome, Triggers, ignored
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it passes `limit` bytes (whatever Content-Length claims)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def answer(status: int, **body: Any) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | None) -> APIRouter:
+    router = APIRouter()
+    secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
+    handlers: dict[str, Callable[[Any, str], Awaitable[Outcome]]] = {}
+    if triggers is not None:
+        handlers = {
+            "issues": triggers.issues,
+            "issue_comment": triggers.issue_comment,
+            "pull_request_review": triggers.pull_request_review,
+            "check_run": triggers.check_run,
+        }
+
+    @router.post("/github/webhooks")
+    async def github_webhook(request: Request) -> JSONResponse:
+        if triggers is None or secret is None:
+            log.warning("GitHub webhook refused: GitHub App not configured (set GITHUB_APP_ID, …)")
+            return answer(503, error="GitHub App not configured")
+        try:
+            body = await read_limited(request, settings.webhook_max_body_bytes)
+        except BodyTooLarge:
+            return answer(413, error="payload too large")
+        signature = request.headers.get("x-hub-signature-256", "")
+        if not signature or not verify(secret, body, signature):
+            log.warning("GitHub webhook with a missing or wrong signature refused")
+            return answer(401, error="bad signature")
+        name = request.headers.get("x-github-event", "")
+        delivery = request.headers.get("x-github-delivery", "")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return answer(400, error="body is not JSON")
+        if not isinstance(data, dict):
+            return answer(400, error="body is not a JSON object")
+        if name == "ping":
+            return answer(200, ok=True)
+        model = EVENT_MODELS.get(name)
+        if model is None:
+            return answer(202, ignored=f"event {name or '(none)'} not handled")
+        try:
+            event = model.model_validate(data)
+        except ValidationError as exc:
+            log.warning("GitHub %s payload missing fields: %s", name, exc.errors()[:3])
+            return answer(400, error=f"{name} payload is missing fields autodev needs")
+        try:
+            outcome = await dispatch(name, event, delivery)
+        except SQLAlchemyError:
+            log.exception("database unavailable while handling %s %s", name, delivery)
+            return answer(503, error="database unavailable, please redeliver")
+        except (RequestFailed, GitHubUnavailable) as exc:
+            log.warning("GitHub API failed while handling %s %s: %s", name, delivery, exc)
+            return answer(503, error="GitHub API unavailable, please redeliver")
+        return answer(outcome.status, **outcome.body)
+
+    async def dispatch(name: str, event: Event, delivery: str) -> Outcome:
+        if isinstance(event, InstallationEvent):
+            return Outcome(200, {"installation": await record_installation(store.sessions, event)})
+        if isinstance(event, InstallationReposEvent):
+            return Outcome(200, {"installation": await record_repositories(store.sessions, event)})
+        if event.sender is None or event.repository is None or event.installation is None:
+            return ignored("no sender, repository or installation")
+        if event.sender.is_bot:
+            return ignored("sent by a bot")
+        if not delivery:
+            return Outcome(400, {"error": "missing X-GitHub-Delivery"})
+        return await handlers[name](event, delivery)
+
+    return router

@@ -1,0 +1,132 @@
+"""Fixtures for the GitHub adapter: a fake GitHub on 127.0.0.1, a configured App, signed deliveries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from githubkit.webhooks import sign
+
+from engine.jobs import JobStore
+from engine.settings import Settings
+from github_app import GitHubApp
+from tests.conftest import make_settings
+from tests.support.fake_github import FakeGitHub
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora" / "github-webhooks" / "examples"
+SECRET = "webhook-secret-for-tests"
+INSTALLATION = 77
+REPO = "Codertocat/Hello-World"
+
+
+def payload(event: str, name: str) -> dict[str, Any]:
+    """A real example payload from the corpus (skips where the corpus is absent)."""
+    path = CORPUS / event / name
+    if not path.exists():
+        pytest.skip(f"webhook corpus not found at {CORPUS} (it lives in the shared workspace)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return copy.deepcopy(data)
+
+
+def as_app_delivery(data: dict[str, Any], sender: str = "alice", sender_type: str = "User") -> dict[str, Any]:
+    data["installation"] = {"id": INSTALLATION}
+    data["sender"] = {**data.get("sender", {}), "login": sender, "type": sender_type}
+    return data
+
+
+class RecordingQueue:
+    """Test double at the JobQueue port: records what was enqueued or aborted."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.enqueued: list[str] = []
+        self.aborted: list[str] = []
+        self.fail = fail
+
+    async def enqueue(self, job_id: str) -> None:
+        if self.fail:
+            raise ConnectionError("queue down")
+        self.enqueued.append(job_id)
+
+    async def abort(self, job_id: str) -> None:
+        self.aborted.append(job_id)
+
+
+@pytest.fixture(scope="session")
+def private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+async def github() -> AsyncIterator[FakeGitHub]:
+    async with FakeGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gh_settings(tmp_path: Path, database_url: str, github: FakeGitHub, private_key: str) -> Settings:
+    return make_settings(
+        tmp_path,
+        database_url=database_url,
+        github_app_id=github.app_id,
+        github_private_key=private_key,
+        github_webhook_secret=SECRET,
+        github_api_url=github.api_url,
+        webhook_max_body_bytes=200_000,
+    )
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+async def gh_app(gh_settings: Settings, store: JobStore, queue: RecordingQueue) -> AsyncIterator[GitHubApp]:
+    app = GitHubApp(gh_settings, store, queue, None)
+    yield app
+    await app.aclose()
+
+
+def http_client(gh_app: GitHubApp) -> httpx.AsyncClient:
+    web = FastAPI()
+    web.include_router(gh_app.router)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(gh_app: GitHubApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(gh_app) as http:
+        yield http
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    event: str,
+    data: dict[str, Any] | bytes,
+    *,
+    delivery: str | None = None,
+    secret: str = SECRET,
+    signature: str | None = None,
+) -> httpx.Response:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": signature if signature is not None else sign(secret, body),
+    }
+    if not headers["X-Hub-Signature-256"]:
+        del headers["X-Hub-Signature-256"]
+    return await client.post("/github/webhooks", content=body, headers=headers)
