@@ -1,0 +1,199 @@
+"""Where an index comes from: the disk cache per (repository, commit), updated from the changed files only.
+
+The index always describes the working tree. A cache entry is saved for the HEAD commit together with the
+paths whose content on disk differed from that commit (uncommitted edits); those are parsed again whenever
+the entry is reused, as are the files `git diff --name-only` names between the cached commit and HEAD.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.context.index import INDEX_VERSION, RepoIndex, build_index, update_index
+from engine.context.parse import is_indexable
+
+log = logging.getLogger(__name__)
+
+KEEP_PER_REPO = 4
+_SKIP_DIRS = frozenset(
+    {".git", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache", "dist"}
+)
+
+
+@dataclass
+class Snapshot:
+    """What the working tree looks like now: HEAD, the files to index, the uncommitted paths."""
+
+    root: Path
+    commit: str | None
+    present: set[str]
+    dirty: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (mtime_ns, size)
+
+    @property
+    def key(self) -> tuple[str, str | None, tuple[tuple[str, int, int], ...]]:
+        return str(self.root), self.commit, tuple(sorted((p, m, s) for p, (m, s) in self.dirty.items()))
+
+
+def _git(root: Path, *args: str) -> str | None:
+    return _git_many(root, [list(args)])[0]
+
+
+def _git_many(root: Path, commands: list[list[str]]) -> list[str | None]:
+    """Run git commands side by side (each is mostly process start-up); None for one that failed."""
+    try:
+        running = [
+            subprocess.Popen(
+                ["git", "-C", str(root), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=_git_env(),
+            )
+            for args in commands
+        ]
+    except OSError as error:
+        log.warning("git failed in %s: %s", root, error)
+        return [None] * len(commands)
+    outputs: list[str | None] = []
+    for process in running:
+        try:
+            stdout, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            outputs.append(None)
+            continue
+        ok = process.returncode == 0
+        outputs.append(stdout.decode("utf-8", errors="replace") if ok else None)
+    return outputs
+
+
+def _git_env() -> dict[str, str]:
+    # Only what git needs: the index work never needs credentials, so none are passed on.
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+
+
+def snapshot(root: Path) -> Snapshot:
+    if not root.is_dir():
+        raise FileNotFoundError(f"repository directory {root} does not exist")
+    commit, listing, status = _git_many(
+        root,
+        [
+            ["rev-parse", "--verify", "-q", "HEAD"],
+            ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            ["status", "--porcelain", "-z", "--untracked-files=all"],
+        ],
+    )
+    if listing is None:
+        return Snapshot(root, None, _walk(root))
+    # Sizes are checked when a file is parsed; a stat per file here would cost every query.
+    present = {p for p in listing.split("\0") if p and is_indexable(p, 0)}
+    dirty: dict[str, tuple[int, int]] = {}
+    status = status or ""
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        path = entry[3:]
+        if entry[0] in "RC":
+            next(entries, None)  # a rename's second field is the old path
+        try:
+            stat = (root / path).stat()
+            dirty[path] = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            dirty[path] = (0, -1)
+    return Snapshot(root, commit.strip() if commit else None, present, dirty)
+
+
+def _indexable(root: Path, path: str) -> bool:
+    try:
+        return is_indexable(path, (root / path).stat().st_size)
+    except OSError:
+        return False
+
+
+def _walk(root: Path) -> set[str]:
+    found: set[str] = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        for name in files:
+            path = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+            if _indexable(root, path):
+                found.add(path)
+    return found
+
+
+class IndexCache:
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    def folder(self, repo: str) -> Path:
+        return self.cache_dir / "index" / re.sub(r"[^A-Za-z0-9_.-]+", "__", repo)
+
+    def load_latest(self, repo: str) -> tuple[RepoIndex, set[str]] | None:
+        folder = self.folder(repo)
+        candidates = sorted(folder.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for path in candidates:
+            try:
+                with path.open("rb") as handle:
+                    stored = pickle.load(handle)
+                index, dirty = stored["index"], set(stored["dirty"])
+                if stored.get("version") == INDEX_VERSION and isinstance(index, RepoIndex):
+                    return index, dirty
+            except Exception as error:  # a torn or foreign file is a cache miss, not a failure
+                log.warning("ignoring unreadable index cache %s: %s", path, error)
+        return None
+
+    def save(self, repo: str, index: RepoIndex, dirty: set[str]) -> None:
+        folder = self.folder(repo)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{index.commit}.pkl"
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        with temporary.open("wb") as handle:
+            pickle.dump(
+                {"version": INDEX_VERSION, "index": index, "dirty": sorted(dirty)}, handle, protocol=5
+            )
+        os.replace(temporary, target)
+        for old in sorted(folder.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[
+            KEEP_PER_REPO:
+        ]:
+            old.unlink(missing_ok=True)
+
+
+def load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
+    """The index for the snapshot, and how it was obtained (for diagnostics)."""
+    started = time.perf_counter()
+    if snap.commit is None:
+        index = build_index(snap.root, repo, None, sorted(snap.present))
+        return index, {"index": "built (not a git repository)", "files_parsed": len(index.files)}
+    cached = cache.load_latest(repo)
+    changed: set[str] | None = None
+    if cached is not None:
+        base, stale = cached
+        if base.commit == snap.commit:
+            changed = set()
+        else:
+            diff = _git(snap.root, "diff", "--name-only", "-z", f"{base.commit}", snap.commit)
+            changed = set(filter(None, diff.split("\0"))) if diff is not None else None
+        if changed is not None:
+            known = set(base.files) | base.skipped
+            changed |= stale | set(snap.dirty) | (snap.present - known) | (set(base.files) - snap.present)
+    if cached is None or changed is None:
+        index = build_index(snap.root, repo, snap.commit, sorted(snap.present))
+        cache.save(repo, index, set(snap.dirty))
+        how = {"index": "built", "files_parsed": len(index.files)}
+    elif not changed and cached[0].commit == snap.commit:
+        index, how = cached[0], {"index": "cached", "files_parsed": 0}
+    else:
+        index = update_index(cached[0], snap.root, snap.commit, sorted(changed), snap.present)
+        if cached[0].commit != snap.commit or stale != set(snap.dirty):
+            cache.save(repo, index, set(snap.dirty))
+        how = {"index": f"updated from {cached[0].commit}", "files_parsed": len(changed)}
+    how["index_seconds"] = round(time.perf_counter() - started, 3)
+    return index, how

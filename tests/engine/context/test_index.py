@@ -1,0 +1,92 @@
+from pathlib import Path
+
+from engine.context import ContextEngine
+from engine.context.parse import chunk_spans, parse_file
+from engine.context.store import IndexCache
+
+from .conftest import commit, write
+
+
+def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Path) -> None:
+    entry = parse_file(sample_repo, "billing/invoice.py")
+    assert entry is not None
+    found = {(s.name, s.kind) for s in entry.symbols}
+    assert {("InvoiceBuilder", "class"), ("add_line", "method"), ("render_invoice", "function")} <= found
+    assert ("TAX_RATE", "variable") in found
+
+
+def test_other_languages_get_symbols_from_the_regex_fallback(sample_repo: Path) -> None:
+    js = parse_file(sample_repo, "web/static/app.js")
+    go = parse_file(sample_repo, "server/main.go")
+    assert js is not None and go is not None
+    assert {s.name for s in js.symbols} == {"renderCart", "CartView", "fetchOrders"}
+    assert {s.name for s in go.symbols} == {"handleLogin", "Session"}
+    assert next(s.line for s in go.symbols if s.name == "Session") == 6
+
+
+def test_binary_files_are_not_indexed(sample_repo: Path) -> None:
+    assert parse_file(sample_repo, "assets/logo.png") is None
+
+
+def test_path_words_are_terms_of_the_file(sample_repo: Path) -> None:
+    entry = parse_file(sample_repo, "billing/payment.py")
+    assert entry is not None
+    assert entry.terms["billing"] >= 3 and entry.terms["payment"] >= 3
+
+
+def test_chunks_start_at_definitions_and_long_ones_are_windowed() -> None:
+    assert chunk_spans(200, [1, 100], max_lines=80) == [(1, 80), (81, 99), (100, 179), (180, 200)]
+    assert chunk_spans(30, [5, 10, 20], max_lines=80) == [(1, 30)]
+
+
+def test_syntax_error_falls_back_to_regex_symbols(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def good():\n    pass\n\nclass Half(:\n")
+    entry = parse_file(tmp_path, "broken.py")
+    assert entry is not None and {s.name for s in entry.symbols} == {"good", "Half"}
+
+
+async def test_index_is_cached_per_commit_and_reused(sample_repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    index, how = await ContextEngine(cache).index(sample_repo, "acme/shop")
+    assert how["index"] == "built"
+    assert "billing/invoice.py" in index.files and "assets/logo.png" not in index.files
+    assert index.skipped == {"data/blob.dat"}  # listed, found binary, not parsed again next time
+    assert list(IndexCache(cache).folder("acme/shop").glob("*.pkl"))
+    # A new process (a fresh engine and an empty memory cache) reads it from disk, parsing nothing.
+    from engine.context import engine as engine_module
+
+    engine_module._LOADED.clear()
+    again, how = await ContextEngine(cache).index(sample_repo, "acme/shop")
+    assert how == {"index": "cached", "files_parsed": 0, "index_seconds": how["index_seconds"]}
+    assert again.files.keys() == index.files.keys()
+
+
+async def test_new_commit_updates_only_changed_files(sample_repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    await ContextEngine(cache).index(sample_repo, "acme/shop")
+    write(sample_repo, {"billing/payment.py": "def capture_payment(intent):\n    return intent\n"})
+    (sample_repo / "docs/guide.md").unlink()
+    head = commit(sample_repo)
+    index, how = await ContextEngine(cache).index(sample_repo, "acme/shop")
+    assert how["index"].startswith("updated from") and how["files_parsed"] == 2
+    assert index.commit == head
+    assert "docs/guide.md" not in index.files
+    assert [s.name for s in index.files["billing/payment.py"].symbols] == ["capture_payment"]
+    assert "capture_payment" in index.definitions and "charge_card" not in index.definitions
+
+
+async def test_uncommitted_edits_are_indexed_on_top_of_the_commit(sample_repo: Path, tmp_path: Path) -> None:
+    engine = ContextEngine(tmp_path / "cache")
+    await engine.index(sample_repo, "acme/shop")
+    write(sample_repo, {"billing/new_rules.py": "def apply_discount(order):\n    return order\n"})
+    index, how = await engine.index(sample_repo, "acme/shop")
+    assert how["files_parsed"] == 1
+    assert "apply_discount" in index.definitions
+
+
+async def test_directory_without_git_is_indexed_from_scratch(tmp_path: Path) -> None:
+    write(tmp_path / "plain", {"a.py": "def alpha():\n    pass\n", ".hidden/b.py": "def beta(): pass\n"})
+    index, how = await ContextEngine(tmp_path / "cache").index(tmp_path / "plain", "plain")
+    assert how["index"] == "built (not a git repository)"
+    assert list(index.files) == ["a.py"]
+    assert not (tmp_path / "cache").exists()

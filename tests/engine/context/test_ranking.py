@@ -1,0 +1,75 @@
+from pathlib import Path
+
+from engine.context import ContextEngine
+from engine.context.rank import parse_query
+
+from .conftest import make_repo
+
+# Many files that talk about payments in prose, so plain BM25 alone would not single out the one meant.
+NOISE = {
+    f"notes/payment_note_{i}.py": (
+        f'"""payment refund charge card flow {i}"""\nPAYMENT_FLOW_{i} = "payment refund"\n'
+    )
+    for i in range(12)
+}
+TARGETS = {
+    "shop/checkout/handlers.py": "def finalize_order(order):\n    return order.close()\n",
+    "shop/legacy/util.py": "def parse_amount(text):\n    return int(text)\n\n\ndef misc():\n    pass\n",
+    "shop/ledger.py": "\n".join(f"def helper_{i}():\n    return {i}\n" for i in range(60))
+    + "\ndef reconcile_ledger(entries):\n    raise ValueError('unbalanced')\n",
+}
+
+
+def _repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {**NOISE, **TARGETS})
+
+
+async def _ranked(tmp_path: Path, query: str) -> list[str]:
+    files = await ContextEngine(tmp_path / "cache").rank_files(_repo(tmp_path), "acme/shop", query)
+    return [f.path for f in files]
+
+
+def test_query_hints_find_paths_frames_and_identifiers() -> None:
+    hints = parse_query(
+        "Fix `parse_amount` in shop/legacy/util.py; see engine.jobs and\n"
+        '  File "/srv/app/shop/ledger.py", line 122, in reconcile_ledger\n e.g. InvoiceBuilder.total()'
+    )
+    assert {"shop/legacy/util.py", "engine/jobs.py"} <= hints.paths
+    assert ("/srv/app/shop/ledger.py", 122) in hints.frames
+    assert {"parse_amount", "reconcile_ledger", "invoicebuilder", "total"} <= hints.identifiers
+    assert "e.g" not in hints.paths
+
+
+async def test_path_named_in_query_ranks_that_file_first(tmp_path: Path) -> None:
+    ranked = await _ranked(tmp_path, "the payment refund flow breaks; look at shop/checkout/handlers.py")
+    assert ranked[0] == "shop/checkout/handlers.py"
+
+
+async def test_identifier_named_in_query_ranks_its_definition_first(tmp_path: Path) -> None:
+    ranked = await _ranked(tmp_path, "payment refund totals are wrong after parse_amount() rounds")
+    assert ranked[0] == "shop/legacy/util.py"
+
+
+async def test_stack_trace_frame_ranks_the_file_and_the_chunk_holding_the_line(tmp_path: Path) -> None:
+    query = (
+        "payment refund crashes:\nTraceback (most recent call last):\n"
+        '  File "/home/ci/build/shop/ledger.py", line 122, in <module>\nValueError: unbalanced'
+    )
+    engine = ContextEngine(tmp_path / "cache")
+    repo = _repo(tmp_path)
+    assert (await engine.rank_files(repo, "acme/shop", query))[0].path == "shop/ledger.py"
+    pack = await engine.build(repo, "acme/shop", query, budget_tokens=2000)
+    first = pack.diagnostics["chosen"][0]
+    assert first["title"].startswith("shop/ledger.py") and "frame line 122" in first["reasons"]
+    assert "raise ValueError('unbalanced')" in pack.text
+
+
+async def test_without_hints_lexical_relevance_decides(tmp_path: Path) -> None:
+    ranked = await _ranked(tmp_path, "reconcile the ledger entries")
+    assert ranked[0] == "shop/ledger.py"
+
+
+async def test_chunks_below_the_minimum_score_are_left_out(tmp_path: Path) -> None:
+    engine = ContextEngine(tmp_path / "cache", min_score=100.0)
+    pack = await engine.build(_repo(tmp_path), "acme/shop", "reconcile the ledger", budget_tokens=4000)
+    assert {c["source"] for c in pack.diagnostics["chosen"]} == {"repo-map"}
