@@ -1,0 +1,88 @@
+"""End to end from Slack: `/orchestrate` → ARQ worker on Redis → scripted LLM → a PR linked in the thread."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autodev.app import create_app
+from autodev.runtime import Runtime
+from engine.db import session_scope
+from engine.models import Installation, InstallationRepo, JobState
+from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
+from tests.conftest import make_settings
+from tests.e2e.test_github_flow import SLUG, git, work_off_the_queue
+from tests.e2e.test_github_flow import remote as remote
+from tests.github_app.conftest import private_key as private_key
+from tests.support.fake_github import FakeGitHub
+from tests.support.fake_llm import FakeLLM
+from tests.support.fake_slack import FakeSlack
+
+INSTALLATION = 4242
+
+
+@pytest.fixture
+async def services(
+    tmp_path: Path, database_url: str, clean_redis: str, private_key: str
+) -> AsyncIterator[Any]:
+    async with FakeGitHub(app_slug=SLUG) as github, FakeLLM() as llm, FakeSlack() as slack:
+        settings = make_settings(
+            tmp_path,
+            database_url=database_url,
+            redis_url=clean_redis,
+            github_app_id=github.app_id,
+            github_private_key=private_key,
+            github_webhook_secret="webhook-secret-for-tests",
+            github_api_url=github.api_url,
+            github_app_slug=SLUG,
+            openai_base_url=llm.base_url,
+            openai_api_key="sk-test",
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.api_url,
+            slack_allowed={CHANNEL: [REPO]},
+        )
+        runtime = await Runtime.start(settings)
+        async with session_scope(runtime.store.sessions) as session:
+            session.add(Installation(id=INSTALLATION, account="octo"))
+            await session.flush()
+            session.add(InstallationRepo(installation_id=INSTALLATION, repo=REPO))
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield runtime, SlackClient(http), github, llm, slack
+        await runtime.close()
+
+
+async def test_a_slash_command_ends_with_the_pr_link_in_its_thread(services: Any, remote: Path) -> None:
+    runtime, client, github, llm, slack = services
+    repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    llm.reply_json({"summary": "Fix the typo", "steps": [
+        {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
+    ]})  # fmt: skip
+    llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
+    llm.reply_text("Fixed the typo.")
+
+    ack = await client.command(f"{REPO} fix the typo in the README --budget 2.50")
+    assert ack.status_code == 200
+    await runtime.slack.wait_idle()
+    [job] = await runtime.store.list_jobs()
+    assert (job.trigger, job.repo, job.budget_usd, job.installation_id) == ("slack", REPO, 2.5, INSTALLATION)
+
+    await work_off_the_queue(runtime)
+
+    view = await runtime.store.view(job.id)
+    assert view.state is JobState.SUCCEEDED, view.failure_reason
+    assert git(remote, "show", f"{view.branch}:README.md") == "Hello World\n"
+    [pull] = repo.pulls.values()
+    assert len([m for m in slack.messages(CHANNEL) if "thread_ts" not in m]) == 1, "one parent message"
+    thread = slack.messages(CHANNEL, thread_ts=view.reporter_state["slack"][f"thread:{CHANNEL}"]["ts"])
+    final = thread[-1]["text"]
+    assert view.pr_url and view.pr_url in final and f"<@{USER}>" in final
+    assert view.pr_number == pull["number"]
+    assert list(repo.check_runs.values())[-1]["conclusion"] == "success", "a Slack job reports on GitHub too"
+    updates = [c.args for c in slack.calls["chat.update"]]
+    assert updates and "succeeded" in str(updates[-1]).lower()
