@@ -16,7 +16,7 @@ from engine import events
 from engine.agents import AgentRules, load_agent_rules, repo_conventions
 from engine.budget import BudgetGuard
 from engine.coder import StepBrief, code_step
-from engine.errors import JobStopped, LimitReached
+from engine.errors import JobStopped, LimitReached, PermanentFailure
 from engine.llm import LLMClient
 from engine.models import Job, StepState, utcnow
 from engine.planner import Plan, make_plan
@@ -56,6 +56,7 @@ async def run_pipeline(run: JobRun) -> None:
     host = await run.deps.code_host_for(await store.view(job.id, with_events=False))
 
     await run.set_phase("preparing")
+    job = await _with_issue_text(run, job, host)
     remote = await host.remote(job.repo)
     default_branch = await host.default_branch(job.repo)
     workspace = Workspace(settings)
@@ -305,6 +306,26 @@ async def _context(jc: JobContext, *, query: str, step_index: int | None, named:
 async def _committed_steps(jc: JobContext) -> int:
     view = await jc.run.store.view(jc.job.id, with_events=False)
     return sum(1 for s in view.steps if s.state == StepState.DONE and s.commit_sha)
+
+
+async def _with_issue_text(run: JobRun, job: Job, host: Any) -> Job:
+    """A job that names an issue from outside GitHub (Slack) gets the issue's text as its task, once."""
+    fetch = getattr(host, "issue_text", None)
+    if (
+        job.issue_number is None
+        or fetch is None
+        or job.origin.get("issue_text_fetched")
+        or job.trigger != "slack"
+    ):
+        return job
+    try:
+        text = await fetch(job.repo, job.issue_number)
+    except Exception as exc:
+        raise PermanentFailure(f"could not read issue #{job.issue_number} of {job.repo}: {exc}") from exc
+    extra = job.task if not job.task.startswith(f"Resolve issue #{job.issue_number}") else ""
+    task = f"{text}\n\nFurther instructions from the requester:\n{extra}" if extra else text
+    await run.store.update(job.id, task=task, origin={**job.origin, "issue_text_fetched": True})
+    return await run.store.get(job.id)
 
 
 def _task_text(job: Job) -> str:

@@ -62,7 +62,12 @@ class PullRequest:
 
 @runtime_checkable
 class CodeHost(Protocol):
-    """A repository's home: GitHub for the service, a plain local repository for `autodev run`."""
+    """A repository's home: GitHub for the service, a plain local repository for `autodev run`.
+
+    Optional, read with getattr: `supports_pull_requests: bool` (default True) and
+    `async issue_text(repo, number) -> str` (an issue's title, body and comments, for jobs that name an
+    issue without carrying its text, such as `/orchestrate owner/repo#123`).
+    """
 
     async def remote(self, repo: str) -> GitRemote: ...
 

@@ -56,6 +56,16 @@ class GitHubCodeHost:
     async def default_branch(self, repo: str) -> str:
         return str((await self._call("GET", f"/repos/{repo}"))["default_branch"])
 
+    async def issue_text(self, repo: str, number: int) -> str:
+        """The issue's title, body and comments, as a task (for jobs that name an issue from elsewhere)."""
+        issue = await self._call("GET", f"/repos/{repo}/issues/{number}")
+        comments = await self._call("GET", f"/repos/{repo}/issues/{number}/comments")
+        parts = [f"Issue #{number}: {issue.get('title') or ''}", issue.get("body") or ""]
+        parts += [
+            f"Comment by {c.get('user', {}).get('login', '?')}:\n{c.get('body') or ''}" for c in comments
+        ]
+        return "\n\n".join(p for p in parts if p.strip())
+
     async def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/", 1)[0]
         rows = await self._call(

@@ -86,3 +86,38 @@ async def test_a_slash_command_ends_with_the_pr_link_in_its_thread(services: Any
     assert list(repo.check_runs.values())[-1]["conclusion"] == "success", "a Slack job reports on GitHub too"
     updates = [c.args for c in slack.calls["chat.update"]]
     assert updates and "succeeded" in str(updates[-1]).lower()
+
+
+async def test_naming_an_issue_gives_the_model_the_issues_text(services: Any, remote: Path) -> None:
+    runtime, client, github, llm, _ = services
+    repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    repo.issues[5] = {"title": "README typo", "body": "The README says Helo; it should say Hello."}
+    llm.reply_json({"summary": "Fix", "steps": [
+        {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
+    ]})  # fmt: skip
+    llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
+    llm.reply_text("Fixed.")
+
+    await client.command(f"{REPO}#5 keep the trailing newline")
+    await runtime.slack.wait_idle()
+    await work_off_the_queue(runtime)
+
+    [job] = await runtime.store.list_jobs()
+    assert job.state == JobState.SUCCEEDED, job.failure_reason
+    planner_prompt = str(llm.requests[0]["messages"])
+    assert "The README says Helo; it should say Hello." in planner_prompt
+    assert "keep the trailing newline" in planner_prompt
+
+
+async def test_an_issue_that_cannot_be_read_fails_the_job_saying_so(services: Any, remote: Path) -> None:
+    runtime, client, github, llm, _ = services
+    github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+
+    await client.command(f"{REPO}#404")
+    await runtime.slack.wait_idle()
+    await work_off_the_queue(runtime)
+
+    [job] = await runtime.store.list_jobs()
+    assert job.state == JobState.FAILED
+    assert (job.failure_reason or "").startswith(f"could not read issue #404 of {REPO}")
+    assert llm.requests == []

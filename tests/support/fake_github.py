@@ -50,6 +50,7 @@ class FakeRepo:
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
     reactions: list[dict[str, Any]] = field(default_factory=list)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # review id → comments
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # number → {number, title, body}
 
 
 @dataclass
@@ -180,6 +181,13 @@ async def permission(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Respon
     return web.json_response({"permission": perm, "role_name": perm, "user": _user(m["user"])})
 
 
+async def get_issue(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    issue = gh.repo(m).issues.get(int(m["number"]))
+    if issue is None:
+        return web.json_response({"message": "Not Found"}, status=404)
+    return web.json_response({"number": int(m["number"]), "state": "open", **issue})
+
+
 async def list_comments(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
     number = int(m["number"])
     rows = [c for c in gh.repo(m).comments.values() if c["issue_number"] == number]
@@ -298,6 +306,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", r"/graphql", graphql),
         ("GET", _REPO, get_repo),
         ("GET", _REPO + r"/collaborators/(?P<user>[^/]+)/permission", permission),
+        ("GET", _REPO + r"/issues/(?P<number>\d+)", get_issue),
         ("GET", _REPO + r"/issues/(?P<number>\d+)/comments", list_comments),
         ("POST", _REPO + r"/issues/(?P<number>\d+)/comments", create_comment),
         ("PATCH", _REPO + r"/issues/comments/(?P<id>\d+)", edit_comment),
