@@ -53,23 +53,37 @@ def remote(tmp_path: Path) -> Path:
     return bare
 
 
+def stack_settings(
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    private_key: str,
+    github: FakeGitHub,
+    llm: FakeLLM,
+    **overrides: Any,
+) -> Settings:
+    """Settings for the whole service against the fakes: GitHub App and LLM configured, real DB and Redis."""
+    return make_settings(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        github_app_id=github.app_id,
+        github_private_key=private_key,
+        github_webhook_secret="webhook-secret-for-tests",
+        github_api_url=github.api_url,
+        github_app_slug=SLUG,
+        openai_base_url=llm.base_url,
+        openai_api_key="sk-test",
+        **overrides,
+    )
+
+
 @pytest.fixture
 async def services(
     tmp_path: Path, database_url: str, clean_redis: str, private_key: str
 ) -> AsyncIterator[Any]:
     async with FakeGitHub(app_slug=SLUG) as github, FakeLLM() as llm:
-        settings = make_settings(
-            tmp_path,
-            database_url=database_url,
-            redis_url=clean_redis,
-            github_app_id=github.app_id,
-            github_private_key=private_key,
-            github_webhook_secret="webhook-secret-for-tests",
-            github_api_url=github.api_url,
-            github_app_slug=SLUG,
-            openai_base_url=llm.base_url,
-            openai_api_key="sk-test",
-        )
+        settings = stack_settings(tmp_path, database_url, clean_redis, private_key, github, llm)
         runtime = await Runtime.start(settings)
         app = create_app(runtime)
         async with httpx.AsyncClient(

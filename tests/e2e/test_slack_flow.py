@@ -14,8 +14,7 @@ from autodev.runtime import Runtime
 from engine.db import session_scope
 from engine.models import Installation, InstallationRepo, JobState
 from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
-from tests.conftest import make_settings
-from tests.e2e.test_github_flow import SLUG, git, work_off_the_queue
+from tests.e2e.test_github_flow import SLUG, git, stack_settings, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.github_app.conftest import private_key as private_key
 from tests.support.fake_github import FakeGitHub
@@ -30,17 +29,13 @@ async def services(
     tmp_path: Path, database_url: str, clean_redis: str, private_key: str
 ) -> AsyncIterator[Any]:
     async with FakeGitHub(app_slug=SLUG) as github, FakeLLM() as llm, FakeSlack() as slack:
-        settings = make_settings(
+        settings = stack_settings(
             tmp_path,
-            database_url=database_url,
-            redis_url=clean_redis,
-            github_app_id=github.app_id,
-            github_private_key=private_key,
-            github_webhook_secret="webhook-secret-for-tests",
-            github_api_url=github.api_url,
-            github_app_slug=SLUG,
-            openai_base_url=llm.base_url,
-            openai_api_key="sk-test",
+            database_url,
+            clean_redis,
+            private_key,
+            github,
+            llm,
             slack_bot_token="xoxb-test-token",
             slack_signing_secret=SIGNING_SECRET,
             slack_api_url=slack.api_url,
