@@ -1,7 +1,7 @@
 """Repository context for the prompts and memory notes: the one place that talks to engine.context.
 
-When the context engine is importable it chooses the context (and its diagnostics are emitted as a
-`context` event); otherwise the fallback is a bounded file tree plus the files the task or step names.
+The context engine chooses the context (its diagnostics go to a `context` event and the job); should it
+fail, the fallback is a bounded file tree plus the files the task or step names, so the job goes on.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.db import session_scope
+from engine.context import ContextEngine
+from engine.context.embeddings import OpenAIEmbedder
+from engine.context.memory import MemoryStore
 from engine.jobs import JobStore
-from engine.models import MemoryNote
 from engine.settings import Settings
 from engine.tools import SKIP_DIRS
 
 log = logging.getLogger(__name__)
+
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 
 TREE_MAX_ENTRIES = 300
 FILE_MAX_CHARS = 12_000
@@ -43,13 +46,10 @@ async def gather_context(
     named_files: list[str] | None = None,
 ) -> Context:
     budget = settings.context_budget_tokens
-    try:
-        from engine.context import ContextEngine  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _fallback(worktree, query, named_files or [], budget)
     cache = (settings.workspace_dir or settings.data_dir / "work") / "context-cache"
+    embedder = _embedder(settings)
     try:
-        engine = ContextEngine(cache, sessions=store.sessions)
+        engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
         pack = await engine.build(
             repo_dir=worktree, repo=repo, query=query, budget_tokens=budget, job_id=job_id
         )
@@ -57,16 +57,21 @@ async def gather_context(
         # A context engine bug must not fail the job: the fallback still gives the model a usable view.
         log.exception("context engine failed; using the file-tree fallback", extra={"job_id": job_id})
         return _fallback(worktree, query, named_files or [], budget)
+    finally:
+        if embedder is not None:
+            await embedder.aclose()
     return Context(pack.text, pack.tokens, dict(pack.diagnostics))
 
 
+def _embedder(settings: Settings) -> OpenAIEmbedder | None:
+    """Embeddings join BM25 only when EMBEDDING_MODEL names a model the LLM endpoint serves."""
+    if not settings.embedding_model or not settings.llm_configured:
+        return None
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAIEmbedder(settings.openai_base_url or DEFAULT_OPENAI_URL, key, model=settings.embedding_model)
+
+
 async def save_note(store: JobStore, *, repo: str, job_id: str, kind: str, text: str) -> None:
-    try:
-        from engine.context.memory import MemoryStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        async with session_scope(store.sessions) as session:
-            session.add(MemoryNote(repo=repo, job_id=job_id, kind=kind, text=text))
-        return
     await MemoryStore(store.sessions).add(repo=repo, job_id=job_id, kind=kind, text=text)
 
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=4, ge=0)
     pricing_file: Path | None = None
+    # An embeddings model served by the same endpoint; unset: retrieval is BM25 alone.
+    embedding_model: str | None = None
 
     # Per-job limits (overridable per request)
     job_budget_usd: float = Field(default=5.0, gt=0)
