@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
+
+from engine import logctx
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-CONTEXT_FIELDS = ("job_id", "delivery_id", "repo")
+CONTEXT_FIELDS = logctx.FIELDS
 
 
 class _Scrubber(logging.Filter):
@@ -17,6 +19,9 @@ class _Scrubber(logging.Filter):
         self.secrets = sorted(set(secrets), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in logctx.current().items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
         if self.secrets:
             message = record.getMessage()
             for secret in self.secrets:
@@ -50,8 +55,14 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{extras}]" if extras else line
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool = False, secrets: Sequence[str] = ()) -> None:
-    handler = logging.StreamHandler()
+def configure_logging(
+    level: str = "INFO",
+    *,
+    json_lines: bool = False,
+    secrets: Sequence[str] = (),
+    stream: IO[str] | None = None,
+) -> None:
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )

@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import logctx
 from engine.caps import cap_refusal
 from engine.errors import JobCancelled, JobStopped, LimitReached, TransientFailure
 from engine.jobs import IllegalTransition, JobNotFound, JobStore
-from engine.models import JobState
+from engine.models import Job, JobState
 from engine.ports import CodeHost, JobEventView, JobQueue, Reporter
 from engine.settings import Settings
 from engine.views import JobView
@@ -93,6 +94,11 @@ class JobRun:
 
 async def run_job(job_id: str, deps: EngineDeps) -> JobState:
     """Run the job to a terminal state (or hand it back on shutdown); safe to call again for the same job."""
+    with logctx.bind(job_id=job_id):
+        return await _run_job(job_id, deps)
+
+
+async def _run_job(job_id: str, deps: EngineDeps) -> JobState:
     store = deps.store
     try:
         job = await store.get(job_id)
@@ -102,6 +108,12 @@ async def run_job(job_id: str, deps: EngineDeps) -> JobState:
     state = JobState(job.state)
     if state.terminal:
         return state
+    with logctx.bind(repo=job.repo):
+        return await _claim_and_run(job_id, deps, job, state)
+
+
+async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobState) -> JobState:
+    store = deps.store
     view = await store.view(job_id, with_events=False)
     run = JobRun(job_id, deps, deps.reporters_for(view))
     if job.cancel_requested:

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from githubkit.exception import RequestFailed
 from githubkit.webhooks import verify
+from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import logctx
 from engine.jobs import JobStore
 from engine.settings import Settings
 from github_app.client import GitHubUnavailable
@@ -22,6 +24,10 @@ from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, Installa
 from github_app.triggers import Outcome, Triggers, ignored
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_REQUESTS = Counter(
+    "autodev_webhook_requests", "GitHub webhook deliveries by event and HTTP status", ["event", "status"]
+)
 
 
 class BodyTooLarge(Exception):
@@ -61,6 +67,15 @@ def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | Non
 
     @router.post("/github/webhooks")
     async def github_webhook(request: Request) -> JSONResponse:
+        name = request.headers.get("x-github-event", "")
+        with logctx.bind(delivery_id=request.headers.get("x-github-delivery")):
+            response = await handle(request)
+        # Only names we know become label values: the header arrives before the signature is checked.
+        event = name if name in EVENT_MODELS or name == "ping" else "other"
+        WEBHOOK_REQUESTS.labels(event=event, status=str(response.status_code)).inc()
+        return response
+
+    async def handle(request: Request) -> JSONResponse:
         if triggers is None or secret is None:
             log.warning("GitHub webhook refused: GitHub App not configured (set GITHUB_APP_ID, …)")
             return answer(503, error="GitHub App not configured")
@@ -91,7 +106,8 @@ def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | Non
             log.warning("GitHub %s payload missing fields: %s", name, exc.errors()[:3])
             return answer(400, error=f"{name} payload is missing fields autodev needs")
         try:
-            outcome = await dispatch(name, event, delivery)
+            with logctx.bind(repo=event.repository.full_name if event.repository else None):
+                outcome = await dispatch(name, event, delivery)
         except SQLAlchemyError:
             log.exception("database unavailable while handling %s %s", name, delivery)
             return answer(503, error="database unavailable, please redeliver")

@@ -165,3 +165,30 @@ async def test_a_labeled_issue_becomes_a_pr_with_a_green_check_run_then_a_revise
     assert len(repo.pulls) == 1, "the revise job found the PR instead of opening another"
     assert list(repo.check_runs.values())[-1]["conclusion"] == "success"
     assert llm.remaining == 0
+
+
+async def test_metrics_count_webhooks_jobs_and_llm_spend(
+    services: tuple[Settings, Runtime, httpx.AsyncClient, FakeGitHub, FakeLLM], remote: Path
+) -> None:
+    settings, runtime, http, github, llm = services
+    github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    label = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
+    label["label"]["name"] = settings.autodev_trigger_label
+    llm.reply_json(
+        {"summary": "s", "steps": [{"title": "Fix", "rationale": "r", "acceptance": "a", "files": []}]}
+    )
+    llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
+    llm.reply_text("Fixed.")
+    await deliver(http, "issues", label)
+    await deliver(http, "issues", label, secret="wrong")
+    await work_off_the_queue(runtime)
+
+    text = (await http.get("/metrics")).text
+
+    assert 'autodev_webhook_requests_total{event="issues",status="202"}' in text
+    assert 'autodev_webhook_requests_total{event="issues",status="401"}' in text
+    assert 'autodev_jobs{state="succeeded",trigger="github_issue"} 1.0' in text
+    assert f'autodev_llm_calls{{model="{settings.model_coder}",role="coder"}} 2.0' in text
+    assert 'autodev_llm_dollars{model="' in text
+    assert 'autodev_job_duration_seconds_count{state="succeeded"} 1.0' in text
+    assert "autodev_queue_depth 0.0" in text
