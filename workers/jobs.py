@@ -6,26 +6,55 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from datetime import timedelta
 from typing import Any
 
 from arq import Retry
+from arq.constants import in_progress_key_prefix
 from arq.jobs import JobStatus
 
 from engine import runner
 from engine.errors import TransientFailure
 from engine.models import JobState, utcnow
+from engine.settings import Settings
 from workers.queue import ArqJobQueue
 
 log = logging.getLogger(__name__)
 
 # A queued job younger than this may simply not have been enqueued *yet* by the web process.
 RECONCILE_GRACE = timedelta(seconds=30)
+# While a worker runs a job it keeps this lease alive; a job whose lease lapsed lost its worker. ARQ alone
+# would notice only when its in-progress key expires, a whole job timeout (an hour) later.
+LEASE_PREFIX = "autodev:lease:"
+LEASE_TTL_S = 30
+LEASE_REFRESH_S = 10
+
+
+async def _keep_lease(redis: Any, job_id: str) -> None:
+    while True:
+        await redis.set(LEASE_PREFIX + job_id, "1", ex=LEASE_TTL_S)
+        await asyncio.sleep(LEASE_REFRESH_S)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> str:
+    queue: ArqJobQueue = ctx["queue"]
+    await queue.redis.set(LEASE_PREFIX + job_id, "1", ex=LEASE_TTL_S)
+    lease = asyncio.create_task(_keep_lease(queue.redis, job_id))
+    try:
+        return await _run_job(ctx, job_id)
+    finally:
+        lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lease
+        with contextlib.suppress(Exception):
+            await queue.redis.delete(LEASE_PREFIX + job_id)
+
+
+async def _run_job(ctx: dict[str, Any], job_id: str) -> str:
     deps: runner.EngineDeps = ctx["deps"]
     try_number: int = ctx.get("job_try", 1)
     try:
@@ -42,6 +71,25 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     return state.value
 
 
+def job_timeout_s(settings: Settings) -> int:
+    return int(settings.job_max_minutes * 60) + 300
+
+
+def in_progress_timeout_s(settings: Settings) -> int:
+    return job_timeout_s(settings) + 10  # what ARQ's worker adds to the longest function timeout
+
+
+async def _worker_lost(queue: ArqJobQueue, job_id: str, settings: Settings) -> bool:
+    """ARQ says in progress, yet no worker has renewed the job's lease for a while."""
+    if await queue.redis.exists(LEASE_PREFIX + job_id):
+        return False
+    # A worker that has only just taken the job sets its lease within milliseconds; look only at keys older
+    # than a lease's lifetime (ARQ sets the key with a fixed expiry, so its remaining time tells its age).
+    remaining_ms = await queue.redis.pttl(in_progress_key_prefix + job_id)
+    timeout_ms = in_progress_timeout_s(settings) * 1000
+    return remaining_ms > 0 and timeout_ms - remaining_ms > LEASE_TTL_S * 1000
+
+
 def _backoff(try_number: int) -> float:
     return min(300.0, 5.0 * 2 ** (try_number - 1)) * random.uniform(0.8, 1.2)
 
@@ -50,10 +98,17 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     """Re-enqueue jobs Redis does not hold; fail those whose worker died after its last try."""
     deps: runner.EngineDeps = ctx["deps"]
     queue: ArqJobQueue = ctx["queue"]
-    counts = {"enqueued": 0, "failed": 0}
+    counts = {"enqueued": 0, "failed": 0, "revived": 0}
     now = utcnow()
     for job_id in await deps.store.ids_in_state(JobState.QUEUED, JobState.RUNNING):
         status = await queue.status(job_id)
+        if status is JobStatus.in_progress and await _worker_lost(queue, job_id, deps.settings):
+            # The job is still on ARQ's queue; without the in-progress key the next free worker takes it and
+            # resumes from the last completed step.
+            await queue.redis.delete(in_progress_key_prefix + job_id)
+            log.warning("worker lost; job handed to another worker", extra={"job_id": job_id})
+            counts["revived"] += 1
+            continue
         if status in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress):
             continue
         job = await deps.store.get(job_id)

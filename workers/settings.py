@@ -7,20 +7,19 @@ from typing import Any
 from arq import cron
 
 from engine.settings import Settings
-from workers.jobs import reconcile, run_job
+from workers.jobs import job_timeout_s, reconcile, run_job
 from workers.queue import RUN_JOB
-
-# ARQ re-runs a job whose worker vanished only after this much time past the job's timeout.
-IN_PROGRESS_GRACE_S = 10
 
 
 def worker_options(settings: Settings, *, burst: bool = False, reconciler: bool = True) -> dict[str, Any]:
     from arq.worker import func
 
-    job_timeout = int(settings.job_max_minutes * 60) + 300
+    job_timeout = job_timeout_s(settings)
     return {
         "functions": [func(run_job, name=RUN_JOB, max_tries=settings.job_max_tries, timeout=job_timeout)],
-        "cron_jobs": [cron(reconcile, second=0, run_at_startup=True, unique=True)] if reconciler else [],
+        "cron_jobs": [cron(reconcile, second={0, 15, 30, 45}, run_at_startup=True, unique=True)]
+        if reconciler
+        else [],
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": job_timeout,
         "max_tries": settings.job_max_tries,

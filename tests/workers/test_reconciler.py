@@ -54,7 +54,7 @@ async def test_a_queued_job_redis_does_not_hold_is_enqueued_again(
 
     counts = await reconcile(ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 1, "failed": 0}
+    assert counts == {"enqueued": 1, "failed": 0, "revived": 0}
     assert await queue.status(lost) is JobStatus.queued
 
 
@@ -63,7 +63,7 @@ async def test_a_just_submitted_job_is_left_to_the_web_process_to_enqueue(
 ) -> None:
     fresh = await submit(store, "fresh")
 
-    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0}
+    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
     assert await ArqJobQueue(pool).status(fresh) is JobStatus.not_found
 
 
@@ -73,7 +73,7 @@ async def test_jobs_already_on_the_queue_are_left_alone(
     job_id = await submit(store, "fine", age=timedelta(minutes=5))
     await ArqJobQueue(pool).enqueue(job_id)
 
-    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0}
+    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
 
 
 async def test_a_running_job_lost_with_redis_is_enqueued_to_resume(
@@ -113,7 +113,104 @@ async def test_a_running_job_whose_tries_ARQ_used_up_is_failed_with_a_reason(
 
     counts = await reconcile(ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 0, "failed": 1}
+    assert counts == {"enqueued": 0, "failed": 1, "revived": 0}
     job = await store.get(job_id)
     assert job.state == JobState.FAILED
     assert "retry it to continue" in (job.failure_reason or "")
+
+
+async def claim_as_a_dead_worker(pool: ArqRedis, settings: Settings, job_id: str, age_s: float) -> None:
+    """What a worker killed mid-job leaves: the job on ARQ's queue, ARQ's in-progress key, no lease."""
+    from arq.constants import in_progress_key_prefix
+
+    from workers.jobs import in_progress_timeout_s
+
+    await ArqJobQueue(pool).enqueue(job_id)
+    remaining_ms = int((in_progress_timeout_s(settings) - age_s) * 1000)
+    await pool.psetex(in_progress_key_prefix + job_id, remaining_ms, b"1")
+
+
+async def test_a_job_whose_worker_died_is_handed_to_another_worker_and_resumed(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    from arq.worker import Worker
+
+    from engine.runner import JobRun
+    from workers.settings import worker_options
+
+    job_id = await submit(store, "orphan")
+    await store.transition(job_id, JobState.RUNNING)
+    await claim_as_a_dead_worker(pool, settings, job_id, age_s=60)
+    assert await ArqJobQueue(pool).status(job_id) is JobStatus.in_progress
+
+    counts = await reconcile(ctx(settings, store, pool))
+
+    assert counts["revived"] == 1
+    ran: list[str] = []
+
+    async def pipeline(run: JobRun) -> None:
+        ran.append(run.job_id)
+
+    worker_ctx = ctx(settings, store, pool)
+    worker_ctx["deps"].pipeline = pipeline
+    await Worker(
+        **worker_options(settings, burst=True, reconciler=False), redis_pool=pool, ctx=worker_ctx
+    ).main()
+    assert ran == [job_id]
+    job = await store.get(job_id)
+    assert job.state == JobState.SUCCEEDED
+    assert "resumed" in [e.type for e in await store.events(job_id)]
+
+
+async def test_a_job_whose_worker_keeps_its_lease_is_left_alone(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    from workers.jobs import LEASE_PREFIX
+
+    job_id = await submit(store, "alive")
+    await store.transition(job_id, JobState.RUNNING)
+    await claim_as_a_dead_worker(pool, settings, job_id, age_s=600)
+    await pool.set(LEASE_PREFIX + job_id, "1", ex=30)
+
+    assert (await reconcile(ctx(settings, store, pool)))["revived"] == 0
+    assert await ArqJobQueue(pool).status(job_id) is JobStatus.in_progress
+
+
+async def test_a_job_a_worker_has_only_just_taken_is_left_alone(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    """Between ARQ's claim and the first lease there are milliseconds; a young claim is never revived."""
+    job_id = await submit(store, "young")
+    await store.transition(job_id, JobState.RUNNING)
+    await claim_as_a_dead_worker(pool, settings, job_id, age_s=1)
+
+    assert (await reconcile(ctx(settings, store, pool)))["revived"] == 0
+
+
+async def test_a_running_job_holds_a_lease_and_drops_it_when_done(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    import asyncio
+
+    from arq.worker import Worker
+
+    from engine.runner import JobRun
+    from workers.jobs import LEASE_PREFIX
+    from workers.settings import worker_options
+
+    job_id = await submit(store, "leased")
+    seen: list[bool] = []
+
+    async def pipeline(run: JobRun) -> None:
+        seen.append(bool(await pool.exists(LEASE_PREFIX + run.job_id)))
+        await asyncio.sleep(0)
+
+    worker_ctx = ctx(settings, store, pool)
+    worker_ctx["deps"].pipeline = pipeline
+    await ArqJobQueue(pool).enqueue(job_id)
+    await Worker(
+        **worker_options(settings, burst=True, reconciler=False), redis_pool=pool, ctx=worker_ctx
+    ).main()
+
+    assert seen == [True]
+    assert not await pool.exists(LEASE_PREFIX + job_id)
