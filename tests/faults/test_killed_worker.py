@@ -1,5 +1,5 @@
-"""SIGKILL a real worker process in the middle of a job: another worker finishes it, with exactly one PR and a
-green check run, resuming after the step the dead worker had completed."""
+"""Stop a real worker process mid-job — SIGKILL, or SIGTERM as a deploy does — and another worker
+finishes it with exactly one PR and a green check run, resuming after the step the first one completed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+from arq.jobs import JobStatus
 
 from engine.models import JobState
 from tests.e2e.test_github_flow import git, work_off_the_queue
@@ -45,8 +48,9 @@ def worker_env(settings: Any) -> dict[str, str]:
     return env
 
 
-async def test_a_worker_killed_mid_job_is_replaced_and_the_job_ends_with_one_pr(
-    services: Any, remote: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
+async def test_a_worker_stopped_mid_job_is_replaced_and_the_job_ends_with_one_pr(
+    services: Any, remote: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
     settings, runtime, http, github, llm = services
     repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
@@ -72,8 +76,8 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_job_ends_with_one_pr(
             async with asyncio.timeout(60):
                 while not await step_one_done():  # noqa: ASYNC110 - another process writes the DB
                     await asyncio.sleep(0.1)
-            worker.send_signal(signal.SIGKILL)
-            await worker.wait()
+            worker.send_signal(stop)
+            exit_code = await worker.wait()
         finally:
             if worker.returncode is None:
                 worker.kill()
@@ -82,9 +86,14 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_job_ends_with_one_pr(
     assert (await runtime.store.get(job_id)).state == JobState.RUNNING
     llm.reply_tool_calls(("create_file", {"path": "tests/test_spelling.py", "content": SPELLING_TEST}))
     llm.reply_text("Tested.")
-    await asyncio.sleep(LEASE_TTL_S + 2)  # the dead worker's lease lapses
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
-    assert (await reconcile(ctx))["revived"] == 1
+    if stop is signal.SIGKILL:
+        await asyncio.sleep(LEASE_TTL_S + 2)  # the dead worker's lease lapses
+        ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+        assert (await reconcile(ctx))["revived"] == 1
+    else:
+        # A clean stop: the running job got its grace period, was cancelled, and ARQ put it back at once.
+        assert exit_code == 0
+        assert await runtime.queue.status(job_id) is JobStatus.queued
 
     await work_off_the_queue(runtime)
 
