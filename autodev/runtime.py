@@ -6,11 +6,10 @@ This is the only place that knows every package; each of them gets what it needs
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
 from autodev.embedded_redis import EmbeddedRedis
@@ -60,7 +59,6 @@ class Runtime:
     github: GitHubApp
     slack: SlackBot
     embedded_redis: EmbeddedRedis | None = None
-    extra_reporters: list[Reporter] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, *, start_embedded_redis: bool = True) -> Runtime:
@@ -96,7 +94,7 @@ class Runtime:
 
     def reporters_for(self, view: JobView) -> list[Reporter]:
         found = [self.github.reporter_for(view), self.slack.reporter_for(view)]
-        return [r for r in found if r is not None] + self.extra_reporters
+        return [r for r in found if r is not None]
 
     async def close(self) -> None:
         for closer in (self.slack.aclose, self.github.aclose):
@@ -118,6 +116,3 @@ def _log_surfaces(settings: Settings) -> None:
     if not settings.llm_configured:
         log.warning("LLM disabled: set OPENAI_API_KEY, or OPENAI_BASE_URL for Ollama/vLLM; jobs will fail")
 
-
-async def ping_redis(client: aioredis.Redis) -> None:
-    await client.ping()
