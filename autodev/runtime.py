@@ -115,4 +115,3 @@ def _log_surfaces(settings: Settings) -> None:
         log.warning("Slack disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)")
     if not settings.llm_configured:
         log.warning("LLM disabled: set OPENAI_API_KEY, or OPENAI_BASE_URL for Ollama/vLLM; jobs will fail")
-
