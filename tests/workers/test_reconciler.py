@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
-import pytest
 from arq.connections import ArqRedis
 from arq.jobs import JobStatus
 from sqlalchemy import update
@@ -14,26 +11,10 @@ from sqlalchemy import update
 from engine.db import session_scope
 from engine.jobs import JobRequest, JobStore
 from engine.models import Job, JobState, utcnow
-from engine.runner import EngineDeps
 from engine.settings import Settings
+from tests.workers.conftest import burst_worker, worker_ctx
 from workers.jobs import reconcile
-from workers.queue import ArqJobQueue, connect
-
-
-@pytest.fixture
-async def pool(clean_redis: str) -> AsyncIterator[ArqRedis]:
-    redis = await connect(clean_redis)
-    yield redis
-    await redis.aclose()
-
-
-async def no_code_host(view: Any) -> Any:
-    raise AssertionError("the reconciler never touches a repository")
-
-
-def ctx(settings: Settings, store: JobStore, pool: ArqRedis) -> dict[str, Any]:
-    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host)
-    return {"deps": deps, "queue": ArqJobQueue(pool)}
+from workers.queue import ArqJobQueue
 
 
 async def submit(store: JobStore, key: str, *, age: timedelta = timedelta(0)) -> str:
@@ -52,7 +33,7 @@ async def test_a_queued_job_redis_does_not_hold_is_enqueued_again(
     lost = await submit(store, "lost", age=timedelta(minutes=5))
     queue = ArqJobQueue(pool)
 
-    counts = await reconcile(ctx(settings, store, pool))
+    counts = await reconcile(worker_ctx(settings, store, pool))
 
     assert counts == {"enqueued": 1, "failed": 0, "revived": 0}
     assert await queue.status(lost) is JobStatus.queued
@@ -63,7 +44,7 @@ async def test_a_just_submitted_job_is_left_to_the_web_process_to_enqueue(
 ) -> None:
     fresh = await submit(store, "fresh")
 
-    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
+    assert await reconcile(worker_ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
     assert await ArqJobQueue(pool).status(fresh) is JobStatus.not_found
 
 
@@ -73,7 +54,7 @@ async def test_jobs_already_on_the_queue_are_left_alone(
     job_id = await submit(store, "fine", age=timedelta(minutes=5))
     await ArqJobQueue(pool).enqueue(job_id)
 
-    assert await reconcile(ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
+    assert await reconcile(worker_ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
 
 
 async def test_a_running_job_lost_with_redis_is_enqueued_to_resume(
@@ -82,7 +63,7 @@ async def test_a_running_job_lost_with_redis_is_enqueued_to_resume(
     job_id = await submit(store, "running")
     await store.transition(job_id, JobState.RUNNING)
 
-    counts = await reconcile(ctx(settings, store, pool))
+    counts = await reconcile(worker_ctx(settings, store, pool))
 
     assert counts["enqueued"] == 1
     assert await ArqJobQueue(pool).status(job_id) is JobStatus.queued
@@ -92,9 +73,6 @@ async def test_a_running_job_whose_tries_ARQ_used_up_is_failed_with_a_reason(
     settings: Settings, store: JobStore, pool: ArqRedis
 ) -> None:
     from arq.constants import retry_key_prefix
-    from arq.worker import Worker
-
-    from workers.settings import worker_options
 
     job_id = await submit(store, "dead")
     await store.transition(job_id, JobState.RUNNING)
@@ -102,16 +80,12 @@ async def test_a_running_job_whose_tries_ARQ_used_up_is_failed_with_a_reason(
     # Each worker that took the job and died counted a try; the next one finds them all used up, and ARQ
     # records the job as failed without running it — our row still says running.
     await pool.set(retry_key_prefix + job_id, settings.job_max_tries)
-    worker = Worker(
-        **worker_options(settings, burst=True, reconciler=False),
-        redis_pool=pool,
-        ctx=ctx(settings, store, pool),
-    )
+    worker = burst_worker(settings, store, pool)
     await worker.main()
     assert worker.jobs_failed == 1
     assert (await store.get(job_id)).state == JobState.RUNNING
 
-    counts = await reconcile(ctx(settings, store, pool))
+    counts = await reconcile(worker_ctx(settings, store, pool))
 
     assert counts == {"enqueued": 0, "failed": 1, "revived": 0}
     job = await store.get(job_id)
@@ -133,17 +107,14 @@ async def claim_as_a_dead_worker(pool: ArqRedis, settings: Settings, job_id: str
 async def test_a_job_whose_worker_died_is_handed_to_another_worker_and_resumed(
     settings: Settings, store: JobStore, pool: ArqRedis
 ) -> None:
-    from arq.worker import Worker
-
     from engine.runner import JobRun
-    from workers.settings import worker_options
 
     job_id = await submit(store, "orphan")
     await store.transition(job_id, JobState.RUNNING)
     await claim_as_a_dead_worker(pool, settings, job_id, age_s=60)
     assert await ArqJobQueue(pool).status(job_id) is JobStatus.in_progress
 
-    counts = await reconcile(ctx(settings, store, pool))
+    counts = await reconcile(worker_ctx(settings, store, pool))
 
     assert counts["revived"] == 1
     ran: list[str] = []
@@ -151,11 +122,7 @@ async def test_a_job_whose_worker_died_is_handed_to_another_worker_and_resumed(
     async def pipeline(run: JobRun) -> None:
         ran.append(run.job_id)
 
-    worker_ctx = ctx(settings, store, pool)
-    worker_ctx["deps"].pipeline = pipeline
-    await Worker(
-        **worker_options(settings, burst=True, reconciler=False), redis_pool=pool, ctx=worker_ctx
-    ).main()
+    await burst_worker(settings, store, pool, pipeline).main()
     assert ran == [job_id]
     job = await store.get(job_id)
     assert job.state == JobState.SUCCEEDED
@@ -172,7 +139,7 @@ async def test_a_job_whose_worker_keeps_its_lease_is_left_alone(
     await claim_as_a_dead_worker(pool, settings, job_id, age_s=600)
     await pool.set(LEASE_PREFIX + job_id, "1", ex=30)
 
-    assert (await reconcile(ctx(settings, store, pool)))["revived"] == 0
+    assert (await reconcile(worker_ctx(settings, store, pool)))["revived"] == 0
     assert await ArqJobQueue(pool).status(job_id) is JobStatus.in_progress
 
 
@@ -184,7 +151,7 @@ async def test_a_job_a_worker_has_only_just_taken_is_left_alone(
     await store.transition(job_id, JobState.RUNNING)
     await claim_as_a_dead_worker(pool, settings, job_id, age_s=1)
 
-    assert (await reconcile(ctx(settings, store, pool)))["revived"] == 0
+    assert (await reconcile(worker_ctx(settings, store, pool)))["revived"] == 0
 
 
 async def test_a_running_job_holds_a_lease_and_drops_it_when_done(
@@ -192,11 +159,8 @@ async def test_a_running_job_holds_a_lease_and_drops_it_when_done(
 ) -> None:
     import asyncio
 
-    from arq.worker import Worker
-
     from engine.runner import JobRun
     from workers.jobs import LEASE_PREFIX
-    from workers.settings import worker_options
 
     job_id = await submit(store, "leased")
     seen: list[bool] = []
@@ -205,12 +169,8 @@ async def test_a_running_job_holds_a_lease_and_drops_it_when_done(
         seen.append(bool(await pool.exists(LEASE_PREFIX + run.job_id)))
         await asyncio.sleep(0)
 
-    worker_ctx = ctx(settings, store, pool)
-    worker_ctx["deps"].pipeline = pipeline
     await ArqJobQueue(pool).enqueue(job_id)
-    await Worker(
-        **worker_options(settings, burst=True, reconciler=False), redis_pool=pool, ctx=worker_ctx
-    ).main()
+    await burst_worker(settings, store, pool, pipeline).main()
 
     assert seen == [True]
     assert not await pool.exists(LEASE_PREFIX + job_id)

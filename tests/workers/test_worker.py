@@ -4,40 +4,16 @@ transient failures, honours cancel, and never runs one job twice at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
 
-import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 
 from engine.errors import PermanentFailure, TransientFailure
 from engine.jobs import JobRequest, JobStore
 from engine.models import JobState
-from engine.runner import EngineDeps, JobRun, Pipeline
+from engine.runner import JobRun
 from engine.settings import Settings
-from workers.queue import ArqJobQueue, connect
-from workers.settings import worker_options
-
-
-@pytest.fixture
-async def pool(clean_redis: str) -> AsyncIterator[ArqRedis]:
-    redis = await connect(clean_redis)
-    yield redis
-    await redis.aclose()
-
-
-async def no_code_host(view: Any) -> Any:
-    raise AssertionError("these pipelines do not touch a repository")
-
-
-def make_worker(settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline) -> Worker:
-    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline)
-    return Worker(
-        **worker_options(settings, burst=True, reconciler=False),
-        redis_pool=pool,
-        ctx={"deps": deps, "queue": ArqJobQueue(pool)},
-    )
+from tests.workers.conftest import burst_worker
+from workers.queue import ArqJobQueue
 
 
 async def submit(store: JobStore, key: str = "k1") -> str:
@@ -56,7 +32,7 @@ async def test_a_burst_worker_runs_a_submitted_job_and_persists_its_state_and_ev
 
     job_id = await submit(store)
     await ArqJobQueue(pool).enqueue(job_id)
-    worker = make_worker(settings, store, pool, pipeline)
+    worker = burst_worker(settings, store, pool, pipeline)
 
     await worker.main()
 
@@ -81,7 +57,7 @@ async def test_enqueueing_a_job_twice_runs_it_once(
     await queue.enqueue(job_id)
     await queue.enqueue(job_id)
 
-    await make_worker(settings, store, pool, pipeline).main()
+    await burst_worker(settings, store, pool, pipeline).main()
 
     assert runs == [job_id]
 
@@ -98,7 +74,7 @@ async def test_a_transient_failure_is_retried_and_the_job_then_succeeds(
 
     job_id = await submit(store)
     await ArqJobQueue(pool).enqueue(job_id)
-    worker = make_worker(settings, store, pool, pipeline)
+    worker = burst_worker(settings, store, pool, pipeline)
 
     await worker.main()
 
@@ -117,7 +93,7 @@ async def test_a_transient_failure_on_every_try_fails_the_job_saying_so(
     job_id = await submit(store)
     await ArqJobQueue(pool).enqueue(job_id)
 
-    await make_worker(settings, store, pool, pipeline).main()
+    await burst_worker(settings, store, pool, pipeline).main()
 
     job = await store.get(job_id)
     assert job.state == JobState.FAILED
@@ -132,7 +108,7 @@ async def test_a_permanent_failure_ends_the_job_with_its_reason(
 
     job_id = await submit(store)
     await ArqJobQueue(pool).enqueue(job_id)
-    worker = make_worker(settings, store, pool, pipeline)
+    worker = burst_worker(settings, store, pool, pipeline)
 
     await worker.main()
 
@@ -156,7 +132,7 @@ async def test_cancel_aborts_a_running_job_and_it_ends_cancelled(
     job_id = await submit(store)
     queue = ArqJobQueue(pool)
     await queue.enqueue(job_id)
-    worker = make_worker(settings, store, pool, pipeline)
+    worker = burst_worker(settings, store, pool, pipeline)
     worker_task = asyncio.create_task(worker.main())
     await asyncio.wait_for(started.wait(), 10)
 

@@ -1,0 +1,46 @@
+"""Shared by the worker tests: an ARQ pool on the real Redis, and a burst worker around a given pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from engine.jobs import JobStore
+from engine.runner import EngineDeps, Pipeline
+from engine.settings import Settings
+from workers.queue import ArqJobQueue, connect
+from workers.settings import worker_options
+
+
+@pytest.fixture
+async def pool(clean_redis: str) -> AsyncIterator[ArqRedis]:
+    redis = await connect(clean_redis)
+    yield redis
+    await redis.aclose()
+
+
+async def no_code_host(view: Any) -> Any:
+    raise AssertionError("these tests never touch a repository")
+
+
+def worker_ctx(
+    settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline | None = None
+) -> dict[str, Any]:
+    """What the composition root puts in ARQ's ctx: the engine's deps and the queue."""
+    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline)
+    return {"deps": deps, "queue": ArqJobQueue(pool)}
+
+
+def burst_worker(
+    settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline | None = None
+) -> Worker:
+    """A worker that runs what is queued and stops, without the reconciler's cron."""
+    return Worker(
+        **worker_options(settings, burst=True, reconciler=False),
+        redis_pool=pool,
+        ctx=worker_ctx(settings, store, pool, pipeline),
+    )
