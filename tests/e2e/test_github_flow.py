@@ -93,6 +93,13 @@ async def services(
         await runtime.close()
 
 
+def labeled_issue(settings: Settings) -> dict[str, Any]:
+    """The corpus's `issues.labeled` delivery, by a writer, with the trigger label."""
+    data = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
+    data["label"]["name"] = settings.autodev_trigger_label
+    return data
+
+
 async def work_off_the_queue(runtime: Runtime) -> None:
     worker = build_worker(runtime, burst=True)
     await worker.main()
@@ -104,8 +111,7 @@ async def test_a_labeled_issue_becomes_a_pr_with_a_green_check_run_then_a_revise
 ) -> None:
     settings, runtime, http, github, llm = services
     repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
-    label = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
-    label["label"]["name"] = settings.autodev_trigger_label
+    label = labeled_issue(settings)
     llm.reply_json({"summary": "Fix the typo", "steps": [
         {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
     ]})  # fmt: skip
@@ -172,8 +178,7 @@ async def test_metrics_count_webhooks_jobs_and_llm_spend(
 ) -> None:
     settings, runtime, http, github, llm = services
     github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
-    label = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
-    label["label"]["name"] = settings.autodev_trigger_label
+    label = labeled_issue(settings)
     llm.reply_json(
         {"summary": "s", "steps": [{"title": "Fix", "rationale": "r", "acceptance": "a", "files": []}]}
     )

@@ -12,10 +12,10 @@ from autodev.embedded_redis import EmbeddedRedis
 from autodev.runtime import Runtime
 from engine.models import JobState
 from engine.settings import Settings
+from tests.e2e.test_github_flow import labeled_issue, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services
-from tests.e2e.test_github_flow import work_off_the_queue
-from tests.github_app.conftest import REPO, as_app_delivery, deliver, payload
+from tests.github_app.conftest import REPO, deliver
 from tests.github_app.conftest import private_key as private_key
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
@@ -23,12 +23,6 @@ from tests.support.fake_llm import FakeLLM
 ONE_STEP = {"summary": "Fix", "steps": [
     {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
 ]}  # fmt: skip
-
-
-def label(settings: Settings) -> dict[str, Any]:
-    data = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
-    data["label"]["name"] = settings.autodev_trigger_label
-    return data
 
 
 def script_fix(llm: FakeLLM) -> None:
@@ -44,7 +38,7 @@ async def test_the_same_webhook_delivered_three_times_at_once_makes_one_job(
     github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
 
     answers = await asyncio.gather(
-        *(deliver(http, "issues", label(settings), delivery="d-3x") for _ in range(3))
+        *(deliver(http, "issues", labeled_issue(settings), delivery="d-3x") for _ in range(3))
     )
 
     assert [a.status_code for a in answers] == [202, 202, 202]
@@ -59,7 +53,7 @@ async def test_a_502_on_pr_creation_then_success_gives_one_pr(services: Any, rem
     github.fail("POST", rf"/repos/{REPO}/pulls$", times=1, status=502)
     script_fix(llm)
 
-    job_id = (await deliver(http, "issues", label(settings))).json()["job_id"]
+    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
     await work_off_the_queue(runtime)
 
     job = await runtime.store.get(job_id)
@@ -76,7 +70,7 @@ async def test_a_storm_of_llm_429s_ends_the_job_as_rate_limited_and_never_hangs(
     for _ in range(60):
         llm.reply_status(429, retry_after=0)
 
-    job_id = (await deliver(http, "issues", label(settings))).json()["job_id"]
+    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
     await asyncio.wait_for(work_off_the_queue(runtime), 120)
 
     job = await runtime.store.get(job_id)

@@ -14,10 +14,10 @@ import pytest
 from arq.jobs import JobStatus
 
 from engine.models import JobState
-from tests.e2e.test_github_flow import git, work_off_the_queue
+from tests.e2e.test_github_flow import git, labeled_issue, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services
-from tests.github_app.conftest import REPO, as_app_delivery, deliver, payload
+from tests.github_app.conftest import REPO, deliver
 from tests.github_app.conftest import private_key as private_key
 from workers.jobs import LEASE_TTL_S, reconcile
 
@@ -54,8 +54,7 @@ async def test_a_worker_stopped_mid_job_is_replaced_and_the_job_ends_with_one_pr
 ) -> None:
     settings, runtime, http, github, llm = services
     repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
-    label = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
-    label["label"]["name"] = settings.autodev_trigger_label
+    label = labeled_issue(settings)
     llm.reply_json(TWO_STEPS)
     llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
     llm.reply_text("Fixed.")
