@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import AsyncRedisCacheStrategy, BaseCacheStrategy, MemCacheStrategy
-from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
+from githubkit.exception import GitHubException, GraphQLFailed, RateLimitExceeded, RequestFailed
 from githubkit.typing import RetryOption
 
 from engine.settings import Settings
@@ -100,7 +100,13 @@ class GitHubApi:
         return response.json()
 
     async def graphql(self, installation_id: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        return await self.installation(installation_id).async_graphql(query, variables)
+        """A GraphQL call: GraphQLFailed when GitHub answers errors, GitHubUnavailable when unreachable."""
+        try:
+            return await self.installation(installation_id).async_graphql(query, variables)
+        except (RequestFailed, GraphQLFailed):
+            raise
+        except (GitHubException, httpx.HTTPError) as exc:
+            raise GitHubUnavailable(f"GraphQL: {exc}") from exc
 
     async def token(self, installation_id: int) -> str:
         """The installation's access token (cached; githubkit renews it a minute before it expires)."""

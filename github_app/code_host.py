@@ -6,10 +6,11 @@ import base64
 import logging
 from typing import Any
 
-from githubkit.exception import RequestFailed
+from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestFailed
 
+from engine.errors import PermanentFailure, TransientFailure
 from engine.ports import GitRemote, PullRequest
-from github_app.client import GitHubApi
+from github_app.client import GitHubApi, GitHubUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,47 @@ mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) 
 TO_DRAFT = """
 mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: $id}) { clientMutationId } }
 """
+
+
+def github_message(exc: RequestFailed) -> str:
+    """GitHub's own words for a refusal: `message` plus any validation `errors`."""
+    try:
+        data = exc.response.json()
+    except ValueError:
+        return exc.response.text[:200]
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    errors = [e.get("message") or e.get("code") for e in data.get("errors") or [] if isinstance(e, dict)]
+    return "; ".join(str(part) for part in [data.get("message"), *errors] if part) or "no message"
+
+
+def job_failure(exc: RequestFailed | GitHubUnavailable, what: str, repo: str) -> Exception:
+    """What a failed GitHub call means for the job: retry later, or stop with a reason a user can act on."""
+    if isinstance(exc, GitHubUnavailable):
+        return TransientFailure(f"GitHub could not be reached while {what}: {exc}")
+    status = exc.response.status_code
+    if isinstance(exc, RateLimitExceeded):
+        wait = exc.retry_after.total_seconds()
+        return TransientFailure(f"GitHub rate limit while {what}", retry_after=wait)
+    if status >= 500 or status == 429:
+        return TransientFailure(f"GitHub answered {status} while {what}, after retries")
+    message = github_message(exc)
+    if status == 401:
+        return PermanentFailure(
+            f"GitHub refused the App's credentials while {what} (401: {message}); "
+            "check GITHUB_APP_ID and GITHUB_PRIVATE_KEY"
+        )
+    if status == 403:
+        return PermanentFailure(
+            f"GitHub refused {what} (403: {message}); the App needs read and write access to contents, "
+            f"issues, pull requests and checks on {repo}: accept its requested permissions in the "
+            "installation's settings"
+        )
+    if status == 404:
+        return PermanentFailure(
+            f"GitHub answered 404 while {what}: {repo} does not exist or the App is not installed on it"
+        )
+    return PermanentFailure(f"GitHub refused {what} ({status}: {message})")
 
 
 def to_pull_request(data: dict[str, Any]) -> PullRequest:
@@ -42,24 +84,35 @@ class GitHubCodeHost:
         self.api = api
         self.installation_id = installation_id
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await self.api.request(self.installation_id, method, path, **kwargs)
+    async def _call(self, what: str, repo: str, method: str, path: str, **kwargs: Any) -> Any:
+        """One REST call; a failure becomes TransientFailure or PermanentFailure naming `what` failed."""
+        try:
+            return await self.api.request(self.installation_id, method, path, **kwargs)
+        except (RequestFailed, GitHubUnavailable) as exc:
+            raise job_failure(exc, what, repo) from exc
 
     async def remote(self, repo: str) -> GitRemote:
-        url = str((await self._call("GET", f"/repos/{repo}"))["clone_url"])
+        url = str((await self._call("reading the repository", repo, "GET", f"/repos/{repo}"))["clone_url"])
         if not url.startswith("https://"):
             return GitRemote(url)  # file:// or a local git server in tests: never send the token there
-        token = await self.api.token(self.installation_id)
+        try:
+            token = await self.api.token(self.installation_id)
+        except (RequestFailed, GitHubUnavailable) as exc:
+            raise job_failure(exc, "getting an installation token", repo) from exc
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         return GitRemote(url, {"Authorization": f"Basic {basic}"})
 
     async def default_branch(self, repo: str) -> str:
-        return str((await self._call("GET", f"/repos/{repo}"))["default_branch"])
+        data = await self._call("reading the repository", repo, "GET", f"/repos/{repo}")
+        return str(data["default_branch"])
 
     async def issue_text(self, repo: str, number: int) -> str:
         """The issue's title, body and comments, as a task (for jobs that name an issue from elsewhere)."""
-        issue = await self._call("GET", f"/repos/{repo}/issues/{number}")
-        comments = await self._call("GET", f"/repos/{repo}/issues/{number}/comments")
+        what = f"reading issue #{number}"
+        issue = await self._call(what, repo, "GET", f"/repos/{repo}/issues/{number}")
+        comments = await self._call(
+            what, repo, "GET", f"/repos/{repo}/issues/{number}/comments", params={"per_page": 100}
+        )
         parts = [f"Issue #{number}: {issue.get('title') or ''}", issue.get("body") or ""]
         parts += [
             f"Comment by {c.get('user', {}).get('login', '?')}:\n{c.get('body') or ''}" for c in comments
@@ -69,7 +122,11 @@ class GitHubCodeHost:
     async def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/", 1)[0]
         rows = await self._call(
-            "GET", f"/repos/{repo}/pulls", params={"head": f"{owner}:{head_branch}", "state": "open"}
+            "looking for the pull request",
+            repo,
+            "GET",
+            f"/repos/{repo}/pulls",
+            params={"head": f"{owner}:{head_branch}", "state": "open"},
         )
         return to_pull_request(rows[0]) if rows else None
 
@@ -78,12 +135,16 @@ class GitHubCodeHost:
     ) -> PullRequest:
         payload = {"title": title, "head": head, "base": base, "body": body, "draft": draft}
         try:
-            return to_pull_request(await self._call("POST", f"/repos/{repo}/pulls", json=payload))
+            return to_pull_request(
+                await self.api.request(self.installation_id, "POST", f"/repos/{repo}/pulls", json=payload)
+            )
         except RequestFailed as exc:
             # An earlier attempt may have opened it just before failing: take that one.
             if exc.response.status_code == 422 and (found := await self.find_pull_request(repo, head)):
                 return found
-            raise
+            raise job_failure(exc, "opening the pull request", repo) from exc
+        except GitHubUnavailable as exc:
+            raise job_failure(exc, "opening the pull request", repo) from exc
 
     async def update_pull_request(
         self,
@@ -96,10 +157,19 @@ class GitHubCodeHost:
     ) -> PullRequest:
         fields = {k: v for k, v in {"title": title, "body": body}.items() if v is not None}
         path = f"/repos/{repo}/pulls/{number}"
-        data = await self._call("PATCH" if fields else "GET", path, **({"json": fields} if fields else {}))
+        what = f"updating pull request #{number}"
+        method, extra = ("PATCH", {"json": fields}) if fields else ("GET", {})
+        data = await self._call(what, repo, method, path, **extra)
         if draft is not None and bool(data.get("draft")) != draft:
             # REST cannot change a PR's draft flag; GraphQL can, by the PR's node id.
             mutation = TO_DRAFT if draft else READY_FOR_REVIEW
-            await self.api.graphql(self.installation_id, mutation, {"id": data["node_id"]})
-            data = await self._call("GET", path)
+            try:
+                await self.api.graphql(self.installation_id, mutation, {"id": data["node_id"]})
+            except (RequestFailed, GitHubUnavailable) as exc:
+                raise job_failure(exc, f"changing the draft state of pull request #{number}", repo) from exc
+            except GraphQLFailed as exc:
+                raise PermanentFailure(
+                    f"GitHub refused changing the draft state of pull request #{number}: {exc}"
+                ) from exc
+            data = await self._call(what, repo, "GET", path)
         return to_pull_request(data)

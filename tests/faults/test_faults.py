@@ -62,6 +62,27 @@ async def test_a_502_on_pr_creation_then_success_gives_one_pr(services: Any, rem
     assert len(github.calls_to("POST", rf"/repos/{REPO}/pulls$")) == 2
 
 
+async def test_a_pr_creation_github_refuses_fails_the_job_with_what_to_fix(
+    services: Any, remote: Path
+) -> None:
+    settings, runtime, http, github, llm = services
+    repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    github.fail("POST", rf"/repos/{REPO}/pulls$", times=5, status=403)
+    script_fix(llm)
+
+    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
+    await work_off_the_queue(runtime)
+
+    job = await runtime.store.get(job_id)
+    assert job.state == JobState.FAILED
+    assert (job.failure_reason or "").startswith("GitHub refused opening the pull request (403")
+    assert "internal error" not in (job.failure_reason or "")
+    assert len(github.calls_to("POST", rf"/repos/{REPO}/pulls$")) == 1  # refused once, not retried
+    final = list(repo.check_runs.values())[-1]
+    assert final["conclusion"] == "failure"
+    assert "GitHub refused opening the pull request" in final["output"]["summary"]
+
+
 async def test_a_storm_of_llm_429s_ends_the_job_as_rate_limited_and_never_hangs(
     services: tuple[Settings, Runtime, Any, FakeGitHub, FakeLLM], remote: Path
 ) -> None:

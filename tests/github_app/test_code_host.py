@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from githubkit.exception import RequestFailed
 
-from engine.errors import PermanentFailure
+from engine.errors import PermanentFailure, TransientFailure
 from engine.jobs import JobRequest, JobStore
 from engine.ports import CodeHost
 from engine.settings import Settings
@@ -119,8 +118,39 @@ async def test_pr_creation_survives_transient_502s_and_reports_a_persistent_one(
     pr = await host.open_pull_request(REPO, head="autodev/2-x", base="main", title="t", body="b", draft=True)
     assert pr.number == 1
     github.fail("POST", rf"/repos/{REPO}/pulls", times=50, status=502)
-    with pytest.raises(RequestFailed):
+    with pytest.raises(TransientFailure, match="GitHub answered 502 while opening the pull request"):
         await host.open_pull_request(REPO, head="autodev/3-y", base="main", title="t", body="b", draft=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (401, "check GITHUB_APP_ID and GITHUB_PRIVATE_KEY"),
+        (403, "accept its requested permissions in the installation's settings"),
+        (404, "octo/hello does not exist or the App is not installed on it"),
+        (422, "GitHub refused opening the pull request (422: injected failure)"),
+    ],
+)
+async def test_a_refused_pr_creation_is_a_permanent_failure_that_says_what_to_do(
+    host: GitHubCodeHost, github: FakeGitHub, status: int, says: str
+) -> None:
+    github.add_repo(REPO)
+    github.fail("POST", rf"/repos/{REPO}/pulls", times=1, status=status)
+    with pytest.raises(PermanentFailure) as raised:
+        await host.open_pull_request(REPO, head="autodev/4-z", base="main", title="t", body="b", draft=True)
+    assert says in raised.value.reason
+    assert len(github.calls_to("POST", rf"/repos/{REPO}/pulls")) == 1  # a refusal is not retried
+
+
+async def test_a_rate_limited_call_is_transient_and_carries_githubs_wait(
+    host: GitHubCodeHost, github: FakeGitHub
+) -> None:
+    github.add_repo(REPO)
+    limited = {"x-ratelimit-remaining": "0", "retry-after": "1"}
+    github.fail("GET", rf"/repos/{REPO}", times=50, status=429, headers=limited)
+    with pytest.raises(TransientFailure, match="GitHub rate limit while reading the repository") as raised:
+        await host.default_branch(REPO)
+    assert raised.value.retry_after == 1.0
 
 
 async def test_update_edits_title_and_body_and_marks_ready_through_graphql(
