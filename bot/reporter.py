@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import queries
 from bot.render import digest, parent_message, thread_replies
 from engine import events
+from engine.errors import ReporterBehind
 from engine.jobs import JobStore
 from engine.ports import JobEventView
 from engine.settings import Settings
@@ -32,7 +33,8 @@ def thread_key(channel: str) -> str:
 
 
 class SlackReporter:
-    """Implements `engine.ports.Reporter`. Never raises for a Slack failure: the next event catches up."""
+    """Implements `engine.ports.Reporter`. A Slack failure is logged and raised as ReporterBehind, so the job
+    records it; the next event catches up, and after the job's end the reconciler does."""
 
     name = "slack"
 
@@ -45,7 +47,8 @@ class SlackReporter:
     async def on_event(self, view: JobView, event: JobEventView) -> None:
         if event.type in QUIET_EVENTS:
             return  # only the cost moved; the next visible event shows it, within Slack's rate limits
-        await self.sync(view)
+        if not await self.sync(view):
+            raise ReporterBehind("Slack update failed; the next event or the reconciler catches up")
 
     async def sync(self, view: JobView) -> bool:
         """Bring every thread of the job up to date; False when Slack failed (a later call retries)."""

@@ -34,3 +34,7 @@ class TransientFailure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class ReporterBehind(Exception):
+    """A reporter could not show an event (its service is down) and logged why; a later call catches up."""

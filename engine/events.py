@@ -18,6 +18,8 @@ Each event is a row (seq, type, data). Types and their data:
 - limit          {limit, reason}                           a budget/request/time limit stopped the job
 - cancel_requested {by}
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
+- reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
+- reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
 """
 
 from __future__ import annotations
@@ -38,5 +40,7 @@ PR = "pr"
 LIMIT = "limit"
 CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
+REPORTER_ERROR = "reporter_error"
+REPORTER_CAUGHT_UP = "reporter_caught_up"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

@@ -206,6 +206,31 @@ class JobStore:
             )
             return list(rows)
 
+    async def reporters_behind(self, since: datetime) -> list[tuple[str, str]]:
+        """(job id, reporter name) for jobs ended since `since` whose end a reporter failed to show and has
+        not shown since: a `reporter_error` on the final `state` event, no `reporter_caught_up` after it."""
+        terminal = [s.value for s in JobState if s.terminal]
+        query = (
+            select(JobEvent.job_id, JobEvent.seq, JobEvent.type, JobEvent.data)
+            .join(Job, Job.id == JobEvent.job_id)
+            .where(Job.state.in_(terminal), Job.finished_at >= since)
+            .where(JobEvent.type.in_(["state", "reporter_error", "reporter_caught_up"]))
+            .order_by(JobEvent.job_id, JobEvent.seq)
+        )
+        last_word: dict[tuple[str, str], tuple[str, int]] = {}  # per reporter: its last error or catch-up
+        final_state: dict[str, int] = {}
+        async with self.sessions() as session:
+            for job_id, seq, type_, data in await session.execute(query):
+                if type_ == "state":
+                    final_state[job_id] = seq
+                else:
+                    last_word[(job_id, str(data.get("reporter", "")))] = (type_, int(data.get("seq", -1)))
+        return [
+            (job_id, name)
+            for (job_id, name), (type_, seq) in last_word.items()
+            if type_ == "reporter_error" and seq >= final_state.get(job_id, 0)
+        ]
+
     async def spent_since(self, since: datetime, *, repo: str | None = None) -> float:
         query = select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(CostEntry.created_at >= since)
         if repo:

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import logctx
+from engine import events, logctx
 from engine.caps import cap_refusal
-from engine.errors import JobCancelled, JobStopped, LimitReached, TransientFailure
+from engine.errors import JobCancelled, JobStopped, LimitReached, ReporterBehind, TransientFailure
 from engine.jobs import IllegalTransition, JobNotFound, JobStore
 from engine.models import Job, JobState
 from engine.ports import CodeHost, JobEventView, JobQueue, Reporter
@@ -70,16 +70,22 @@ class JobRun:
                 raise
             except Exception as exc:
                 self.reporter_errors += 1
-                log.exception(
-                    "reporter %s failed on %s", reporter.name, event.type, extra={"job_id": self.job_id}
+                log.warning(
+                    "reporter %s failed on %s",
+                    reporter.name,
+                    event.type,
+                    exc_info=not isinstance(exc, ReporterBehind),  # a ReporterBehind has said why already
+                    extra={"job_id": self.job_id},
                 )
-                # Recorded, not published (that would ask the failing reporter again): for /metrics, the page.
+                # Recorded, not published (that would ask the failing reporter again): for /metrics, the page,
+                # and the reconciler, which shows a job's end again where it could not be shown.
                 await self.store.append_event(
                     self.job_id,
-                    "reporter_error",
+                    events.REPORTER_ERROR,
                     {
                         "reporter": reporter.name,
                         "on": event.type,
+                        "seq": event.seq,
                         "error": f"{type(exc).__name__}: {exc}"[:300],
                     },
                 )
@@ -164,6 +170,33 @@ async def fail_job(job_id: str, deps: EngineDeps, reason: str) -> JobState:
     if view.terminal:
         return view.state
     return await _finish(JobRun(job_id, deps, deps.reporters_for(view)), JobState.FAILED, reason)
+
+
+async def catch_up_reporters(job_id: str, deps: EngineDeps, names: Sequence[str]) -> list[str]:
+    """Show an ended job's final state on the reporters in `names` that missed it; the ones that now did."""
+    view = await deps.store.view(job_id)
+    ending = next((e for e in reversed(view.events) if e.type == events.STATE), None)
+    if not view.terminal or ending is None:
+        return []
+    caught_up: list[str] = []
+    for reporter in deps.reporters_for(view):
+        if reporter.name not in names:
+            continue
+        try:
+            await reporter.on_event(view, ending)
+        except Exception as exc:
+            log.warning(
+                "reporter %s still cannot show the job's end: %s",
+                reporter.name,
+                f"{type(exc).__name__}: {exc}"[:300],
+                extra={"job_id": job_id},
+            )
+            continue
+        await deps.store.append_event(
+            job_id, events.REPORTER_CAUGHT_UP, {"reporter": reporter.name, "seq": ending.seq}
+        )
+        caught_up.append(reporter.name)
+    return caught_up
 
 
 async def _finish(

@@ -17,7 +17,7 @@ from arq import Retry
 from arq.constants import in_progress_key_prefix
 from arq.jobs import JobStatus
 
-from engine import runner
+from engine import logctx, runner
 from engine.errors import TransientFailure
 from engine.models import JobState, utcnow
 from engine.settings import Settings
@@ -32,6 +32,10 @@ RECONCILE_GRACE = timedelta(seconds=30)
 LEASE_PREFIX = "autodev:lease:"
 LEASE_TTL_S = 30
 LEASE_REFRESH_S = 10
+# A job's end that GitHub or Slack could not show is shown again for this long, backing off between tries.
+CATCH_UP_WINDOW = timedelta(hours=1)
+CATCH_UP_PREFIX = "autodev:catch-up:"
+CATCH_UP_MAX_WAIT_S = 300
 
 
 async def _keep_lease(redis: Any, job_id: str) -> None:
@@ -94,11 +98,30 @@ def _backoff(try_number: int) -> float:
     return min(300.0, 5.0 * 2 ** (try_number - 1)) * random.uniform(0.8, 1.2)
 
 
+async def catch_up_reporters(deps: runner.EngineDeps, queue: ArqJobQueue) -> int:
+    """Show recently ended jobs' final state where a reporter missed it (Slack or GitHub down at the end)."""
+    caught_up = 0
+    for job_id, name in await deps.store.reporters_behind(utcnow() - CATCH_UP_WINDOW):
+        key = f"{CATCH_UP_PREFIX}{job_id}:{name}"
+        tries = int(await queue.redis.incr(key))
+        wait = min(CATCH_UP_MAX_WAIT_S, 15 * 2 ** (tries - 1))
+        # The count lives while tries are due; `wait` seconds from now is the earliest next try.
+        await queue.redis.expire(key, int(CATCH_UP_WINDOW.total_seconds()))
+        if not await queue.redis.set(f"{key}:next", "1", ex=wait, nx=True):
+            continue
+        with logctx.bind(job_id=job_id):
+            if await runner.catch_up_reporters(job_id, deps, [name]):
+                caught_up += 1
+                await queue.redis.delete(key, f"{key}:next")
+    return caught_up
+
+
 async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
-    """Re-enqueue jobs Redis does not hold; fail those whose worker died after its last try."""
+    """Re-enqueue jobs Redis does not hold; fail those whose worker died after its last try; show ends that
+    a reporter missed."""
     deps: runner.EngineDeps = ctx["deps"]
     queue: ArqJobQueue = ctx["queue"]
-    counts = {"enqueued": 0, "failed": 0, "revived": 0}
+    counts = {"enqueued": 0, "failed": 0, "revived": 0, "reported": 0}
     now = utcnow()
     for job_id in await deps.store.ids_in_state(JobState.QUEUED, JobState.RUNNING):
         status = await queue.status(job_id)
@@ -125,6 +148,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
             # Not in Redis at all: lost with a Redis restart, or the enqueue failed after the commit.
             await queue.enqueue(job_id)
             counts["enqueued"] += 1
+    counts["reported"] = await catch_up_reporters(deps, queue)
     if any(counts.values()):
         log.info("reconciled jobs: %s", counts)
     return counts

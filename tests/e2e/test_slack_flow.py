@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from autodev.app import create_app
 from autodev.runtime import Runtime
 from engine.db import session_scope
-from engine.models import Installation, InstallationRepo, JobState
+from engine.models import Installation, InstallationRepo, JobState, utcnow
 from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
 from tests.e2e.test_github_flow import SLUG, git, stack_settings, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
@@ -20,6 +21,7 @@ from tests.github_app.conftest import private_key as private_key
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.fake_slack import FakeSlack
+from workers.jobs import CATCH_UP_PREFIX, reconcile
 
 INSTALLATION = 4242
 
@@ -116,3 +118,40 @@ async def test_an_issue_that_cannot_be_read_fails_the_job_saying_so(services: An
     assert job.state == JobState.FAILED
     assert (job.failure_reason or "").startswith(f"could not read issue #404 of {REPO}")
     assert llm.requests == []
+
+
+async def test_a_job_that_ends_while_slack_is_down_gets_its_ending_posted_once_slack_is_back(
+    services: Any, remote: Path
+) -> None:
+    runtime, client, github, llm, slack = services
+    github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    llm.reply_json({"summary": "Fix", "steps": [
+        {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
+    ]})  # fmt: skip
+    llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
+    llm.reply_text("Fixed the typo.")
+    await client.command(f"{REPO} fix the typo in the README")
+    await runtime.slack.wait_idle()
+    [job] = await runtime.store.list_jobs()
+    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+
+    slack.down = True
+    before = len(slack.messages(CHANNEL))
+    await work_off_the_queue(runtime)
+    assert (await runtime.store.get(job.id)).state == JobState.SUCCEEDED
+    assert await runtime.store.reporters_behind(utcnow() - timedelta(minutes=5)) == [(job.id, "slack")]
+    assert (await reconcile(ctx))["reported"] == 0, "Slack still down"
+
+    slack.down = False
+    assert (await reconcile(ctx))["reported"] == 0, "the next try waits (backoff), even with Slack back"
+    assert len(slack.messages(CHANNEL)) == before
+    await runtime.queue.redis.delete(f"{CATCH_UP_PREFIX}{job.id}:slack:next")  # the wait has passed
+
+    assert (await reconcile(ctx))["reported"] == 1
+    view = await runtime.store.view(job.id)
+    thread = slack.messages(CHANNEL, thread_ts=view.reporter_state["slack"][f"thread:{CHANNEL}"]["ts"])
+    assert view.pr_url and view.pr_url in thread[-1]["text"] and f"<@{USER}>" in thread[-1]["text"]
+    posted = len(slack.messages(CHANNEL))
+    assert (await reconcile(ctx))["reported"] == 0
+    assert await runtime.store.reporters_behind(utcnow() - timedelta(minutes=5)) == []
+    assert len(slack.messages(CHANNEL)) == posted, "shown once"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from engine.db import make_engine, make_sessionmaker
 from engine.jobs import IllegalTransition, JobLimits, JobRequest, JobStore
-from engine.models import Job, JobState
+from engine.models import Job, JobState, utcnow
 
 LIMITS = JobLimits(budget_usd=5.0, max_requests=300, max_minutes=60.0)
 
@@ -144,3 +145,25 @@ async def test_bad_requests_are_refused_before_anything_is_stored() -> None:
         request(repo="not a repo")
     with pytest.raises(ValueError, match="budget_usd"):
         request(budget_usd=-1)
+
+
+async def test_a_reporter_is_behind_only_when_it_missed_the_jobs_end(any_store: JobStore) -> None:
+    since = utcnow() - timedelta(minutes=5)
+    jobs = []
+    for key in ("missed-the-end", "missed-the-middle", "caught-up", "still-running"):
+        job, _ = await any_store.submit(request(key))
+        await any_store.transition(job.id, JobState.RUNNING)
+        jobs.append(job.id)
+    missed_end, missed_middle, caught_up, running = jobs
+
+    middle = await any_store.append_event(missed_middle, "plan", {})
+    await any_store.append_event(missed_middle, "reporter_error", {"reporter": "slack", "seq": middle.seq})
+    await any_store.append_event(running, "reporter_error", {"reporter": "slack", "seq": 1})
+    for job_id in (missed_end, missed_middle, caught_up):
+        end = await any_store.transition(job_id, JobState.SUCCEEDED)
+        if job_id != missed_middle:
+            await any_store.append_event(job_id, "reporter_error", {"reporter": "github", "seq": end.seq})
+    await any_store.append_event(caught_up, "reporter_caught_up", {"reporter": "github", "seq": end.seq})
+
+    assert await any_store.reporters_behind(since) == [(missed_end, "github")]
+    assert await any_store.reporters_behind(utcnow() + timedelta(seconds=1)) == [], "ended too long ago"

@@ -35,7 +35,7 @@ async def test_a_queued_job_redis_does_not_hold_is_enqueued_again(
 
     counts = await reconcile(worker_ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 1, "failed": 0, "revived": 0}
+    assert counts == {"enqueued": 1, "failed": 0, "revived": 0, "reported": 0}
     assert await queue.status(lost) is JobStatus.queued
 
 
@@ -44,7 +44,12 @@ async def test_a_just_submitted_job_is_left_to_the_web_process_to_enqueue(
 ) -> None:
     fresh = await submit(store, "fresh")
 
-    assert await reconcile(worker_ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
+    assert await reconcile(worker_ctx(settings, store, pool)) == {
+        "enqueued": 0,
+        "failed": 0,
+        "revived": 0,
+        "reported": 0,
+    }
     assert await ArqJobQueue(pool).status(fresh) is JobStatus.not_found
 
 
@@ -54,7 +59,12 @@ async def test_jobs_already_on_the_queue_are_left_alone(
     job_id = await submit(store, "fine", age=timedelta(minutes=5))
     await ArqJobQueue(pool).enqueue(job_id)
 
-    assert await reconcile(worker_ctx(settings, store, pool)) == {"enqueued": 0, "failed": 0, "revived": 0}
+    assert await reconcile(worker_ctx(settings, store, pool)) == {
+        "enqueued": 0,
+        "failed": 0,
+        "revived": 0,
+        "reported": 0,
+    }
 
 
 async def test_a_running_job_lost_with_redis_is_enqueued_to_resume(
@@ -87,7 +97,7 @@ async def test_a_running_job_whose_tries_ARQ_used_up_is_failed_with_a_reason(
 
     counts = await reconcile(worker_ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 0, "failed": 1, "revived": 0}
+    assert counts == {"enqueued": 0, "failed": 1, "revived": 0, "reported": 0}
     job = await store.get(job_id)
     assert job.state == JobState.FAILED
     assert "retry it to continue" in (job.failure_reason or "")
