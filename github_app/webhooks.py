@@ -108,7 +108,7 @@ def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | Non
         try:
             with logctx.bind(repo=event.repository.full_name if event.repository else None):
                 outcome = await dispatch(name, event, delivery)
-        except SQLAlchemyError:
+        except (SQLAlchemyError, OSError):  # asyncpg lets a refused connection through as OSError
             log.exception("database unavailable while handling %s %s", name, delivery)
             return answer(503, error="database unavailable, please redeliver")
         except (RequestFailed, GitHubUnavailable) as exc:
