@@ -1,8 +1,10 @@
-"""What the listeners do after `ack`: authorize, submit, post the parent message, enqueue; status, cancel."""
+"""What the listeners do: authorize and store a job before `ack`; then post its parent message and enqueue
+it; status, cancel."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -17,6 +19,16 @@ from engine.ports import JobQueue
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What `/orchestrate <repo> <task>` came to: a stored job (new or a Slack retry's), or a refusal."""
+
+    job_id: str | None = None
+    repo: str = ""
+    created: bool = False
+    refusal: str | None = None
 
 
 class SlackService:
@@ -45,30 +57,24 @@ class SlackService:
         except SLACK_ERRORS as exc:
             log.warning("could not tell user %s through the response URL: %s", user, exc)
 
-    async def start_job(
+    async def submit_job(
         self, command: StartJob, *, channel: str, user: str, trigger_id: str, response_url: str | None
-    ) -> str | None:
-        """Submit the job and post its parent message; returns the job id, None when refused."""
+    ) -> Submission:
+        """Authorize and store the job (before the command is acknowledged); a refusal says why."""
         sessions = self.store.sessions
-
-        async def refuse(text: str) -> None:
-            await self.tell(channel=channel, user=user, text=text, response_url=response_url)
-
         if not await queries.may_target(
             self.settings, sessions, channel=channel, user=user, repo=command.repo
         ):
-            await refuse(
-                f"You can't start jobs on `{command.repo}` from here: neither you nor this channel is "
-                "allowed that repository. Ask an admin to run `/orchestrate allow`."
+            return Submission(
+                refusal=f"You can't start jobs on `{command.repo}` from here: neither you nor this channel "
+                "is allowed that repository. Ask an admin to run `/orchestrate allow`."
             )
-            return None
         installed = await queries.installation_for(sessions, command.repo)
         if installed is None:
-            await refuse(
-                f"The autodev GitHub App is not installed on `{command.repo}` (or the repository does not "
-                "exist). Install the App on it first, then try again."
+            return Submission(
+                refusal=f"The autodev GitHub App is not installed on `{command.repo}` (or the repository "
+                "does not exist). Install the App on it first, then try again."
             )
-            return None
         installation_id, repo = installed
         job, created = await self.store.submit(
             JobRequest(
@@ -87,15 +93,21 @@ class SlackService:
         )
         if not created:
             log.info("Slack retry of a command already submitted", extra={"job_id": job.id})
-            return job.id
+        return Submission(job_id=job.id, repo=repo, created=created)
+
+    async def announce_job(self, job_id: str, *, channel: str, user: str, response_url: str | None) -> None:
+        """Post the stored job's parent message, then put it on the queue."""
+        view = await self.store.view(job_id, with_events=False)
         # The parent goes up before the worker can start, so the worker's reporter threads under it.
-        if not await self.reporter().sync(await self.store.view(job.id, with_events=False)):
-            await refuse(
-                f"Job `{short_id(job.id)}` on `{repo}` started, but I could not post in this channel "
-                "(invite me with `/invite @autodev`); progress will follow when I can."
+        if not await self.reporter().sync(view):
+            await self.tell(
+                channel=channel,
+                user=user,
+                response_url=response_url,
+                text=f"Job `{short_id(job_id)}` on `{view.repo}` started, but I could not post in this "
+                "channel (invite me with `/invite @autodev`); progress will follow when I can.",
             )
-        await self._enqueue(job.id, channel=channel, user=user, response_url=response_url)
-        return job.id
+        await self._enqueue(job_id, channel=channel, user=user, response_url=response_url)
 
     async def _enqueue(self, job_id: str, *, channel: str, user: str, response_url: str | None) -> None:
         if self.queue is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,18 @@ async def slack_bot(
     await bot.aclose()
 
 
-@pytest.fixture
-async def slack(slack_bot: SlackBot) -> AsyncIterator[SlackClient]:
+@asynccontextmanager
+async def slack_client(bot: SlackBot) -> AsyncIterator[SlackClient]:
+    """Signed Slack requests to `bot`'s routes, in process."""
     app = FastAPI()
-    app.include_router(slack_bot.router)
+    app.include_router(bot.router)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as http:
         yield SlackClient(http)
+
+
+@pytest.fixture
+async def slack(slack_bot: SlackBot) -> AsyncIterator[SlackClient]:
+    async with slack_client(slack_bot) as client:
+        yield client

@@ -1,16 +1,30 @@
-"""`/orchestrate`: ack at once, then authorize, submit, post the parent message, enqueue."""
+"""`/orchestrate`: authorize and store the job, ack, then post the parent message and enqueue."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot import SlackBot
-from engine.jobs import JobStore
+from bot.listeners import commands
+from bot.render import short_id
+from engine.db import make_engine, make_sessionmaker
+from engine.jobs import JobLimits, JobStore
 from engine.models import Job, JobState, SlackRepoChannel
-from tests.bot.conftest import ADMIN, CHANNEL, INSTALLATION_ID, REPO, USER, RecordingQueue, SlackClient
+from engine.settings import Settings
+from tests.bot.conftest import (
+    ADMIN,
+    CHANNEL,
+    INSTALLATION_ID,
+    REPO,
+    USER,
+    RecordingQueue,
+    SlackClient,
+    slack_client,
+)
 from tests.support.fake_slack import FakeSlack
 
 
@@ -18,20 +32,20 @@ async def _jobs(store: JobStore) -> list[Job]:
     return await store.list_jobs()
 
 
-async def test_the_ack_comes_before_the_slow_work_and_then_the_job_starts_with_its_thread(
+async def test_the_ack_comes_once_the_job_is_stored_and_then_the_job_starts_with_its_thread(
     slack: SlackClient, slack_bot: SlackBot, fake_slack: FakeSlack, bot_store: JobStore, queue: RecordingQueue
 ) -> None:
     fake_slack.hold("chat.postMessage")
     response = await slack.command(f"{REPO} Add a --verbose flag to the CLI --budget 2.50 --base develop")
-    # Acknowledged while the parent message is still being posted: nothing slow held up the answer.
+    # Acknowledged with the job stored, while the parent message is still being posted.
     assert response.status_code == 200
-    assert "Starting a job" in response.text
+    [job] = await _jobs(bot_store)
+    assert f"Job `{short_id(job.id)}` on `{REPO}` is saved and starting" in response.text
     assert queue.enqueued == []
 
     fake_slack.release("chat.postMessage")
     await slack_bot.wait_idle()
 
-    [job] = await _jobs(bot_store)
     assert (job.trigger, job.repo, job.requester, job.installation_id) == (
         "slack",
         REPO,
@@ -105,11 +119,9 @@ async def test_bad_input_is_answered_with_what_is_wrong_and_starts_nothing(
 async def test_a_channel_and_user_without_a_grant_are_refused_privately(
     slack: SlackClient, slack_bot: SlackBot, fake_slack: FakeSlack, bot_store: JobStore
 ) -> None:
-    await slack.command(f"{REPO} Fix it", channel_id="COTHER", user_id="UMALLORY")
+    refusal = await slack.command(f"{REPO} Fix it", channel_id="COTHER", user_id="UMALLORY")
     await slack_bot.wait_idle()
-    [refusal] = fake_slack.calls["chat.postEphemeral"]
-    assert refusal.args["user"] == "UMALLORY" and refusal.args["channel"] == "COTHER"
-    assert f"can't start jobs on `{REPO}`" in refusal.args["text"]
+    assert f"can't start jobs on `{REPO}`" in refusal.text  # the ack is seen by the user only
     assert await _jobs(bot_store) == []
     assert fake_slack.messages() == []
 
@@ -117,22 +129,59 @@ async def test_a_channel_and_user_without_a_grant_are_refused_privately(
 async def test_a_repository_without_the_app_installed_is_refused(
     slack: SlackClient, slack_bot: SlackBot, fake_slack: FakeSlack, bot_store: JobStore
 ) -> None:
-    await slack.command("octo/elsewhere Fix it", user_id=ADMIN)  # the admin may target any repo
+    refusal = await slack.command("octo/elsewhere Fix it", user_id=ADMIN)  # the admin may target any repo
     await slack_bot.wait_idle()
-    [refusal] = fake_slack.calls["chat.postEphemeral"]
-    assert "GitHub App is not installed on `octo/elsewhere`" in refusal.args["text"]
+    assert "GitHub App is not installed on `octo/elsewhere`" in refusal.text
     assert await _jobs(bot_store) == []
 
 
-async def test_a_refusal_goes_through_the_response_url_when_the_bot_is_not_in_the_channel(
+async def test_an_answer_goes_through_the_response_url_when_the_bot_is_not_in_the_channel(
     slack: SlackClient, slack_bot: SlackBot, fake_slack: FakeSlack
 ) -> None:
     fake_slack.unknown_channels.add("CPRIVATE")
-    await slack.command(f"{REPO} Fix it", channel_id="CPRIVATE", response_url=fake_slack.response_url)
+    await slack.command("status", channel_id="CPRIVATE", response_url=fake_slack.response_url)
     await slack_bot.wait_idle()
     [response] = fake_slack.responses
     assert response["response_type"] == "ephemeral"
-    assert "can't start jobs" in response["text"]
+    assert "You have no jobs yet" in response["text"]
+
+
+async def test_with_the_database_down_the_ack_says_nothing_was_started(
+    bot_settings: Settings, fake_slack: FakeSlack, queue: RecordingQueue, tmp_path: Path
+) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone.db'}")  # no tables: every query fails
+    store = JobStore(make_sessionmaker(engine), JobLimits(1.0, 10, 10))
+    bot = SlackBot(bot_settings, store, queue)
+    async with slack_client(bot) as slack:
+        answer = await slack.command(f"{REPO} Fix it")
+        status = await slack.command("status")
+        await bot.wait_idle()
+    await bot.aclose()
+    await engine.dispose()
+    assert answer.status_code == 200
+    assert "could not save the job" in answer.text and "Nothing was started" in answer.text
+    assert queue.enqueued == []
+    assert status.status_code == 200
+    [told] = fake_slack.calls["chat.postEphemeral"]
+    assert "database is unavailable" in told.args["text"]
+
+
+async def test_a_slow_database_gets_a_prompt_ack_and_the_job_starts_once_saved(
+    slack: SlackClient,
+    slack_bot: SlackBot,
+    fake_slack: FakeSlack,
+    bot_store: JobStore,
+    queue: RecordingQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(commands, "ACK_DEADLINE_S", 0)  # every save is "too slow" for the ack
+    response = await slack.command(f"{REPO} Fix it")
+    assert "the database is slow; I'll tell you when it starts" in response.text
+    await slack_bot.wait_idle()
+    [job] = await _jobs(bot_store)
+    assert queue.enqueued == [job.id]
+    [parent] = fake_slack.messages(CHANNEL)
+    assert "Fix it" in str(parent["blocks"])
 
 
 async def test_when_the_parent_cannot_be_posted_the_job_still_starts_and_the_user_is_told(

@@ -35,7 +35,7 @@ async def test_a_command_over_socket_mode_is_acknowledged_and_starts_a_job(
             },
         }
     )
-    assert "Starting a job" in str(ack["payload"])
+    assert "is saved and starting" in str(ack["payload"])
     assert fake_slack.socket_tokens == ["xapp-1-test"]
     await bot.wait_idle()
     [job] = await bot_store.list_jobs()
