@@ -16,9 +16,9 @@ from engine import events
 from engine.agents import AgentRules, load_agent_rules, repo_conventions
 from engine.budget import BudgetGuard
 from engine.coder import StepBrief, code_step
-from engine.errors import JobStopped, LimitReached, PermanentFailure
+from engine.errors import JobStopped, LimitReached, PermanentFailure, TransientFailure
 from engine.llm import LLMClient
-from engine.models import Job, StepState, utcnow
+from engine.models import Job, JobKind, StepState, utcnow
 from engine.planner import Plan, make_plan
 from engine.ports import GitRemote
 from engine.prompts import gather_context, save_note
@@ -309,22 +309,36 @@ async def _committed_steps(jc: JobContext) -> int:
 
 
 async def _with_issue_text(run: JobRun, job: Job, host: Any) -> Job:
-    """A job that names an issue from outside GitHub (Slack) gets the issue's text as its task, once."""
+    """A job on an issue gets the issue's text and comments as its task, read once when it first starts.
+
+    From Slack (`owner/repo#123`) the issue's text is the task, so failing to read it fails the job. From a
+    GitHub webhook the task already holds the title and body; the comments are read here rather than in
+    the webhook, and if GitHub cannot give them the job goes on with what the webhook said."""
     fetch = getattr(host, "issue_text", None)
     if (
         job.issue_number is None
         or fetch is None
+        or job.kind != JobKind.IMPLEMENT.value
         or job.origin.get("issue_text_fetched")
-        or job.trigger != "slack"
     ):
         return job
+    required = job.trigger == "slack"
     try:
         text = await fetch(job.repo, job.issue_number)
+    except TransientFailure:
+        if required:
+            raise
+        log.warning("could not read issue #%s's comments; going on with the webhook's text", job.issue_number)
+        return job
     except Exception as exc:
-        raise PermanentFailure(f"could not read issue #{job.issue_number} of {job.repo}: {exc}") from exc
-    extra = job.task if not job.task.startswith(f"Resolve issue #{job.issue_number}") else ""
-    task = f"{text}\n\nFurther instructions from the requester:\n{extra}" if extra else text
-    await run.store.update(job.id, task=task, origin={**job.origin, "issue_text_fetched": True})
+        if not required:
+            log.warning("could not read issue #%s's comments (%s); going on", job.issue_number, exc)
+            return job
+        reason = exc.reason if isinstance(exc, JobStopped) else str(exc)
+        raise PermanentFailure(f"could not read issue #{job.issue_number} of {job.repo}: {reason}") from exc
+    if required and not job.task.startswith(f"Resolve issue #{job.issue_number}"):
+        text = f"{text}\n\nFurther instructions from the requester:\n{job.task}"
+    await run.store.update(job.id, task=text, origin={**job.origin, "issue_text_fetched": True})
     return await run.store.get(job.id)
 
 

@@ -107,16 +107,17 @@ class GitHubCodeHost:
         return str(data["default_branch"])
 
     async def issue_text(self, repo: str, number: int) -> str:
-        """The issue's title, body and comments, as a task (for jobs that name an issue from elsewhere)."""
+        """The issue's title, body and people's comments (not bots', such as autodev's own), as a task."""
         what = f"reading issue #{number}"
         issue = await self._call(what, repo, "GET", f"/repos/{repo}/issues/{number}")
         comments = await self._call(
             what, repo, "GET", f"/repos/{repo}/issues/{number}/comments", params={"per_page": 100}
         )
-        parts = [f"Issue #{number}: {issue.get('title') or ''}", issue.get("body") or ""]
-        parts += [
-            f"Comment by {c.get('user', {}).get('login', '?')}:\n{c.get('body') or ''}" for c in comments
-        ]
+        parts = [f"# Issue #{number}: {issue.get('title') or ''}", issue.get("body") or ""]
+        for comment in comments or []:
+            user = comment.get("user") or {}
+            if user.get("type") != "Bot":
+                parts.append(f"## Comment by @{user.get('login', '?')}\n{comment.get('body') or ''}")
         return "\n\n".join(p for p in parts if p.strip())
 
     async def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:

@@ -106,6 +106,33 @@ async def work_off_the_queue(runtime: Runtime) -> None:
     assert worker.jobs_failed == 0
 
 
+async def test_the_worker_gives_the_model_the_issues_comments_but_not_bots(
+    services: tuple[Settings, Runtime, httpx.AsyncClient, FakeGitHub, FakeLLM], remote: Path
+) -> None:
+    settings, runtime, http, github, llm = services
+    repo = github.add_repo(REPO, clone_url=f"file://{remote}", writers={"alice"})
+    repo.issues[1] = {"number": 1, "title": "Spelling error in the README file", "body": "It says Helo."}
+    repo.comments[7] = {"id": 7, "issue_number": 1, "body": "Keep the newline.", "user": {"login": "bob"}}
+    bot = {"login": "ci[bot]", "type": "Bot"}
+    repo.comments[8] = {"id": 8, "issue_number": 1, "body": "Coverage 91%", "user": bot}
+    llm.reply_json({"summary": "Fix", "steps": [
+        {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
+    ]})  # fmt: skip
+    llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
+    llm.reply_text("Fixed.")
+
+    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
+    assert github.calls_to("GET", rf"/repos/{REPO}/issues/1/comments") == [], "not in the webhook"
+    await work_off_the_queue(runtime)
+
+    job = await runtime.store.get(job_id)
+    assert job.state == JobState.SUCCEEDED, job.failure_reason
+    planner_prompt = str(llm.requests[0]["messages"])
+    assert "Comment by @bob" in planner_prompt and "Keep the newline." in planner_prompt
+    assert "Coverage 91%" not in planner_prompt
+    assert "autodev ·" not in planner_prompt, "autodev's own sticky comment is not part of the task"
+
+
 async def test_a_labeled_issue_becomes_a_pr_with_a_green_check_run_then_a_revise_comment_updates_it(
     services: tuple[Settings, Runtime, httpx.AsyncClient, FakeGitHub, FakeLLM], remote: Path
 ) -> None:

@@ -76,7 +76,9 @@ async def test_a_labeled_issue_from_a_writer_becomes_one_queued_job(
     job = await store.get(job_id)
     assert (job.repo, job.installation_id, job.issue_number, job.kind) == (REPO, INSTALLATION, 1, "implement")
     assert job.dedupe_key == "github:d-1" and job.requester == "alice"
-    assert "Spelling error in the README file" in job.task and "Also the README" in job.task
+    assert "Spelling error in the README file" in job.task
+    assert "Also the README" not in job.task, "comments are read by the worker, not the webhook"
+    assert github.calls_to("GET", rf"/repos/{REPO}/issues/1/comments") == []
     assert job.origin["issue_number"] == 1
     # The permission was asked of GitHub as the installation (with its token).
     [call] = github.calls_to("GET", rf"/repos/{REPO}/collaborators/alice/permission")
