@@ -27,9 +27,11 @@ async def behind_a_proxy(
 ) -> AsyncIterator[Any]:
     """The whole service on PostgreSQL reached through a proxy the test can cut."""
     url = make_url(postgres_url)
-    async with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy, FakeGitHub(
-        app_slug=SLUG
-    ) as github, FakeLLM() as llm:
+    async with (
+        TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy,
+        FakeGitHub(app_slug=SLUG) as github,
+        FakeLLM() as llm,
+    ):
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         settings = stack_settings(tmp_path, proxied, clean_redis, private_key, github, llm)
         runtime = await Runtime.start(settings)

@@ -1,8 +1,8 @@
 """A TCP proxy on 127.0.0.1 that a test can cut: the database (or any server) "gone for a moment".
 
-    async with TcpProxy("127.0.0.1", 5432) as proxy:      # proxy.port forwards to 127.0.0.1:5432
-        await proxy.cut()      # drops every open connection and refuses new ones (the port stops listening)
-        await proxy.restore()  # listens again on the same port
+async with TcpProxy("127.0.0.1", 5432) as proxy:      # proxy.port forwards to 127.0.0.1:5432
+    await proxy.cut()      # drops every open connection and refuses new ones (the port stops listening)
+    await proxy.restore()  # listens again on the same port
 """
 
 from __future__ import annotations
