@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The browser that started the flow carries this cookie; GitHub hands `state` back on the redirect. A
+# callback with no match is someone else's code (a forged link) and is refused.
+STATE_COOKIE = "autodev_setup_state"
+STATE_MAX_AGE_S = 3600
 
 PERMISSIONS = {
     "contents": "write",
@@ -69,17 +74,34 @@ def setup_router(settings: Settings) -> APIRouter:
     async def github_setup() -> HTMLResponse:
         if settings.github_configured:
             return page("GitHub App configured", f"<p>App id {settings.github_app_id} is set up.</p>")
-        target = f"{web_url(settings.github_api_url)}/settings/apps/new"
+        state = secrets.token_urlsafe(24)
+        target = f"{web_url(settings.github_api_url)}/settings/apps/new?state={state}"
         data = html.escape(json.dumps(manifest(settings)), quote=True)
-        return page(
+        response = page(
             "Create the autodev GitHub App",
             f'<form action="{html.escape(target)}" method="post">'
             f'<input type="hidden" name="manifest" value="{data}">'
             '<button type="submit">Create the GitHub App</button></form>',
         )
+        response.set_cookie(
+            STATE_COOKIE,
+            state,
+            max_age=STATE_MAX_AGE_S,
+            path="/github/setup",
+            httponly=True,
+            samesite="lax",  # sent on GitHub's top-level redirect back, not on cross-site subrequests
+            secure=settings.public_url.startswith("https://"),
+        )
+        return response
 
     @router.get("/github/setup/callback")
-    async def github_setup_callback(code: str = "") -> HTMLResponse:
+    async def github_setup_callback(request: Request, code: str = "", state: str = "") -> HTMLResponse:
+        if settings.github_configured:
+            return page("GitHub App configured", "<p>This autodev already has a GitHub App.</p>", 409)
+        expected = request.cookies.get(STATE_COOKIE, "")
+        if not expected or not secrets.compare_digest(expected, state):
+            refused = "<p>This link did not come from a setup started in this browser; start again at "
+            return page("Setup refused", refused + '<a href="/github/setup">/github/setup</a>.</p>', 400)
         if not code.isalnum():
             return page("Setup failed", "<p>GitHub sent no valid code; start again.</p>", 400)
         url = f"{settings.github_api_url.rstrip('/')}/app-manifests/{code}/conversions"
@@ -94,11 +116,13 @@ def setup_router(settings: Settings) -> APIRouter:
             refused = "<p>GitHub refused the code (it is single-use); start again.</p>"
             return page("Setup failed", refused, 400)
         env_file = store_credentials(settings.data_dir, response.json())
-        return page(
+        created = page(
             "GitHub App created",
             f"<p>Its id, key and webhook secret are stored in <code>{html.escape(str(env_file))}</code>. "
             "Copy its lines into <code>.env</code> and restart autodev.</p>",
         )
+        created.delete_cookie(STATE_COOKIE, path="/github/setup")
+        return created
 
     return router
 
