@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,8 @@ def retry_decision(exc: GitHubException, retry_count: int) -> RetryOption:
         log.warning("GitHub rate limit hit; retrying in %ss", wait.total_seconds())
         return RetryOption(True, wait)
     if isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
-        return RetryOption(True, timedelta(seconds=0.2 * 2**retry_count))
+        # Jittered, so the workers that met the same outage do not all come back at the same instant.
+        return RetryOption(True, timedelta(seconds=0.2 * 2**retry_count * random.uniform(0.5, 1.5)))
     return RetryOption(False)
 
 
