@@ -6,17 +6,18 @@ import contextlib
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db import session_scope
-from engine.models import CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
+from engine.models import Base, CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
 from engine.ports import JobEventView
 from engine.views import JobView
 
@@ -76,6 +77,11 @@ class JobLimits:
     max_minutes: float
 
 
+# Core tables for the batched insert: the ORM's unit of work costs more than the insert itself.
+JOBS = Base.metadata.tables[Job.__tablename__]
+JOB_EVENTS = Base.metadata.tables[JobEvent.__tablename__]
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -89,48 +95,50 @@ class JobStore:
 
     # -- submit -----------------------------------------------------------------------------------
 
+    def _row(self, request: JobRequest) -> dict[str, Any]:
+        """The new job's columns (the rest take their defaults)."""
+        return {
+            "id": new_job_id(),
+            "dedupe_key": request.dedupe_key,
+            "access_token": secrets.token_urlsafe(24),
+            "kind": request.kind.value,
+            "trigger": request.trigger,
+            "repo": request.repo,
+            "installation_id": request.installation_id,
+            "issue_number": request.issue_number,
+            "title": request.title[:300],
+            "task": request.task,
+            "requester": request.requester,
+            "base_branch": request.base_branch,
+            "branch": request.branch,
+            "pr_number": request.pr_number,
+            "origin": request.origin,
+            "reporter_state": {},
+            "retry_of": request.retry_of,
+            "state": JobState.QUEUED.value,
+            "budget_usd": request.budget_usd or self.defaults.budget_usd,
+            "max_requests": request.max_requests or self.defaults.max_requests,
+            "max_minutes": request.max_minutes or self.defaults.max_minutes,
+            "last_seq": 1,
+            "context_diagnostics": [],
+        }
+
+    @staticmethod
+    def _submitted_event(job_id: str, request: JobRequest) -> dict[str, Any]:
+        data = {"trigger": request.trigger, "requester": request.requester}
+        return {"job_id": job_id, "seq": 1, "type": "submitted", "data": data}
+
     async def submit(self, request: JobRequest) -> tuple[Job, bool]:
         """Insert the job and its first event in one transaction; a known dedupe key returns that job."""
         existing = await self.find_by_dedupe_key(request.dedupe_key)
         if existing is not None:
             return existing, False
-        job = Job(
-            id=new_job_id(),
-            dedupe_key=request.dedupe_key,
-            access_token=secrets.token_urlsafe(24),
-            kind=request.kind.value,
-            trigger=request.trigger,
-            repo=request.repo,
-            installation_id=request.installation_id,
-            issue_number=request.issue_number,
-            title=request.title[:300],
-            task=request.task,
-            requester=request.requester,
-            base_branch=request.base_branch,
-            branch=request.branch,
-            pr_number=request.pr_number,
-            origin=request.origin,
-            reporter_state={},
-            retry_of=request.retry_of,
-            state=JobState.QUEUED.value,
-            budget_usd=request.budget_usd or self.defaults.budget_usd,
-            max_requests=request.max_requests or self.defaults.max_requests,
-            max_minutes=request.max_minutes or self.defaults.max_minutes,
-            last_seq=1,
-            context_diagnostics=[],
-        )
+        job = Job(**self._row(request))
         try:
             async with session_scope(self.sessions) as session:
                 session.add(job)
                 await session.flush()
-                session.add(
-                    JobEvent(
-                        job_id=job.id,
-                        seq=1,
-                        type="submitted",
-                        data={"trigger": request.trigger, "requester": request.requester},
-                    )
-                )
+                session.add(JobEvent(**self._submitted_event(job.id, request)))
         except IntegrityError:
             existing = await self.find_by_dedupe_key(request.dedupe_key)
             if existing is None:
@@ -138,6 +146,39 @@ class JobStore:
             return existing, False
         log.info("job submitted", extra={"job_id": job.id, "repo": job.repo})
         return job, True
+
+    async def submit_many(self, requests: Sequence[JobRequest]) -> list[tuple[str, bool]]:
+        """Submit several requests in one transaction (group commit): for each, in order, the job's id and
+        whether it is new — the same answers as `submit` one after the other."""
+        keys = list({r.dedupe_key for r in requests})
+        known: dict[str, str] = {}
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        answers: list[tuple[str, bool]] = []
+        try:
+            async with self.sessions() as session, session.begin():
+                conn = await session.connection()
+                known_keys = select(JOBS.c.dedupe_key, JOBS.c.id).where(JOBS.c.dedupe_key.in_(keys))
+                found = await conn.execute(known_keys)
+                known = {key: job_id for key, job_id in found}
+                for request in requests:
+                    if (job_id := known.get(request.dedupe_key)) is not None:
+                        answers.append((job_id, False))
+                        continue
+                    row = self._row(request)
+                    known[request.dedupe_key] = row["id"]
+                    rows.append(row)
+                    events.append(self._submitted_event(row["id"], request))
+                    answers.append((row["id"], True))
+                if rows:
+                    await conn.execute(insert(JOBS), rows)
+                    await conn.execute(insert(JOB_EVENTS), events)
+        except IntegrityError:
+            # Another process inserted one of these keys meanwhile (PostgreSQL): settle them one by one.
+            return [(job.id, created) for job, created in [await self.submit(r) for r in requests]]
+        for row in rows:
+            log.info("job submitted", extra={"job_id": row["id"], "repo": row["repo"]})
+        return answers
 
     async def find_by_dedupe_key(self, dedupe_key: str) -> Job | None:
         async with self.sessions() as session:

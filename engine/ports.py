@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
 class JobQueue(Protocol):
     async def enqueue(self, job_id: str) -> None:
         """Queue the job; enqueueing an id that is already queued or running does nothing."""
+
+    async def enqueue_many(self, job_ids: Sequence[str]) -> None:
+        """`enqueue` for each id, in one round trip where the queue can."""
 
     async def abort(self, job_id: str) -> None:
         """Ask a running job to stop; the engine also honours the job's cancel flag between calls."""

@@ -32,7 +32,7 @@ class GitHubApp:
     ) -> None:
         self.settings = settings
         self.api: GitHubApi | None = None
-        triggers = None
+        triggers: Triggers | None = None
         if settings.github_configured:
             try:
                 self.api = GitHubApi(settings, redis)
@@ -44,6 +44,7 @@ class GitHubApp:
                 triggers = Triggers(settings, store, queue, self.api, redis)
         else:
             log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
+        self.triggers = triggers
         self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
         self.router = APIRouter()
         self.router.include_router(webhook_router(settings, store, triggers))
@@ -63,6 +64,8 @@ class GitHubApp:
         return GitHubCodeHost(self.api, view.installation_id)
 
     async def aclose(self) -> None:
+        if self.triggers is not None:
+            await self.triggers.intake.aclose()
         if self.reporter is not None:
             await self.reporter.aclose()
         if self.api is not None:

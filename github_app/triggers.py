@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from githubkit.exception import RequestFailed
 
 from engine.actions import ActionRefused, cancel_job, retry_job
+from engine.intake import Intake
 from engine.jobs import JobNotFound, JobRequest, JobStore
 from engine.models import JobKind
 from engine.ports import JobQueue
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 WRITERS = frozenset({"admin", "maintain", "write"})
 PERMISSION_TTL_SECONDS = 60
+LOCAL_PERMISSION_TTL_SECONDS = 10
+LOCAL_PERMISSION_ENTRIES = 10_000
 BRANCH_PREFIX = "autodev/"
 HELP = (
     "Commands (people with write access to this repository):\n"
@@ -64,6 +68,9 @@ class Triggers:
         self.queue = queue
         self.api = api
         self.redis = redis
+        self.intake = Intake(store, queue)
+        # (repo, user) → (permission, monotonic expiry): spares the Redis round trip on a burst of webhooks.
+        self._permissions: dict[tuple[str, str], tuple[str, float]] = {}
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -179,13 +186,8 @@ class Triggers:
         return await self.submit(request)
 
     async def submit(self, request: JobRequest) -> Outcome:
-        job, created = await self.store.submit(request)
-        if created and self.queue is not None:
-            try:
-                await self.queue.enqueue(job.id)
-            except Exception:  # the job is committed; the reconciler enqueues it later
-                log.exception("enqueue failed; the reconciler will pick the job up", extra={"job_id": job.id})
-        return Outcome(202, {"job_id": job.id, "created": created})
+        job_id, created = await self.intake.submit(request)  # committed and enqueued (group commit)
+        return Outcome(202, {"job_id": job_id, "created": created})
 
     @staticmethod
     def issue_text(issue: Issue) -> str:
@@ -253,6 +255,17 @@ class Triggers:
         return False
 
     async def permission(self, event: Event, user: str) -> str:
+        """The sender's permission on the repo: from this process (10 s), Redis (60 s), else GitHub."""
+        local_key = (self.repo(event), user)
+        if (hit := self._permissions.get(local_key)) is not None and hit[1] > time.monotonic():
+            return hit[0]
+        permission = await self._shared_permission(event, user)
+        if len(self._permissions) >= LOCAL_PERMISSION_ENTRIES:
+            self._permissions.clear()
+        self._permissions[local_key] = (permission, time.monotonic() + LOCAL_PERMISSION_TTL_SECONDS)
+        return permission
+
+    async def _shared_permission(self, event: Event, user: str) -> str:
         key = f"autodev:github:permission:{self.repo(event)}:{user}"
         if self.redis is not None and (cached := await self.redis.get(key)) is not None:
             return cached.decode() if isinstance(cached, bytes) else str(cached)

@@ -24,6 +24,7 @@ from engine.models import Installation, InstallationRepo
 from engine.settings import Settings
 from tests.conftest import make_settings
 from tests.support.fake_slack import FakeSlack
+from tests.support.recording_queue import RecordingQueue as RecordingQueue
 
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "CALLOWED"
@@ -31,23 +32,6 @@ USER = "UALICE"
 ADMIN = "UADMIN"
 REPO = "octo/widgets"
 INSTALLATION_ID = 4242
-
-
-class RecordingQueue:
-    """The `JobQueue` port as a list of ids (ARQ itself is the workers package's, tested there)."""
-
-    def __init__(self) -> None:
-        self.enqueued: list[str] = []
-        self.aborted: list[str] = []
-        self.fail_with: Exception | None = None
-
-    async def enqueue(self, job_id: str) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.enqueued.append(job_id)
-
-    async def abort(self, job_id: str) -> None:
-        self.aborted.append(job_id)
 
 
 @dataclass

@@ -167,3 +167,29 @@ async def test_a_reporter_is_behind_only_when_it_missed_the_jobs_end(any_store: 
 
     assert await any_store.reporters_behind(since) == [(missed_end, "github")]
     assert await any_store.reporters_behind(utcnow() + timedelta(seconds=1)) == [], "ended too long ago"
+
+
+async def test_submitting_many_at_once_answers_as_one_by_one_would(any_store: JobStore) -> None:
+    old, _ = await any_store.submit(request("seen-before"))
+    keys = ["a", "seen-before", "b", "a", "c"]
+
+    answers = await any_store.submit_many([request(k) for k in keys])
+
+    assert [created for _, created in answers] == [True, False, True, False, True]
+    assert answers[1][0] == old.id and answers[3][0] == answers[0][0]
+    assert await count_jobs(any_store) == 4
+    for job_id, _ in answers:
+        assert [(e.seq, e.type) for e in await any_store.events(job_id)] == [(1, "submitted")]
+    job = await any_store.get(answers[2][0])
+    assert (job.dedupe_key, job.state, job.budget_usd) == ("b", JobState.QUEUED, LIMITS.budget_usd)
+
+
+async def test_two_batches_racing_on_the_same_keys_make_each_job_once(any_store: JobStore) -> None:
+    keys = [f"race-{n}" for n in range(10)]
+    first, second = await asyncio.gather(
+        any_store.submit_many([request(k) for k in keys]),
+        any_store.submit_many([request(k) for k in reversed(keys)]),
+    )
+    assert [job_id for job_id, _ in first] == [job_id for job_id, _ in reversed(second)]
+    assert sum(created for _, created in first + second) == 10
+    assert await count_jobs(any_store) == 10

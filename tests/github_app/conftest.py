@@ -21,6 +21,7 @@ from engine.settings import Settings
 from github_app import GitHubApp
 from tests.conftest import make_settings
 from tests.support.fake_github import FakeGitHub
+from tests.support.recording_queue import RecordingQueue as RecordingQueue
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora" / "github-webhooks" / "examples"
 SECRET = "webhook-secret-for-tests"
@@ -41,23 +42,6 @@ def as_app_delivery(data: dict[str, Any], sender: str = "alice", sender_type: st
     data["installation"] = {"id": INSTALLATION}
     data["sender"] = {**data.get("sender", {}), "login": sender, "type": sender_type}
     return data
-
-
-class RecordingQueue:
-    """Test double at the JobQueue port: records what was enqueued or aborted."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.enqueued: list[str] = []
-        self.aborted: list[str] = []
-        self.fail = fail
-
-    async def enqueue(self, job_id: str) -> None:
-        if self.fail:
-            raise ConnectionError("queue down")
-        self.enqueued.append(job_id)
-
-    async def abort(self, job_id: str) -> None:
-        self.aborted.append(job_id)
 
 
 @pytest.fixture(scope="session")

@@ -339,7 +339,7 @@ async def test_a_failed_enqueue_still_answers_202_with_the_durable_job(
     gh_settings: Settings, github: FakeGitHub, store: JobStore
 ) -> None:
     github.add_repo(REPO, writers={"alice"})
-    app = GitHubApp(gh_settings, store, RecordingQueue(fail=True), None)
+    app = GitHubApp(gh_settings, store, RecordingQueue(fail_with=ConnectionError("queue down")), None)
     async with http_client(app) as client:
         response = await deliver(client, "issues", labeled(gh_settings))
     assert response.status_code == 202

@@ -142,3 +142,25 @@ async def test_cancel_aborts_a_running_job_and_it_ends_cancelled(
     job = await store.get(job_id)
     assert job.state == JobState.CANCELLED
     assert job.failure_reason == "cancelled on request"
+
+
+async def test_jobs_enqueued_together_each_run_once_and_ids_arq_holds_are_skipped(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    runs: list[str] = []
+
+    async def pipeline(run: JobRun) -> None:
+        runs.append(run.job_id)
+
+    queue = ArqJobQueue(pool)
+    already = await submit(store, "already-queued")
+    await queue.enqueue(already)
+    fresh = [await submit(store, f"batch-{n}") for n in range(5)]
+
+    await queue.enqueue_many([already, *fresh, fresh[0]])
+    assert (await queue.depth())[0] == 6
+
+    await burst_worker(settings, store, pool, pipeline).main()
+    assert sorted(runs) == sorted([already, *fresh])
+    await queue.enqueue_many(fresh)  # finished: ARQ keeps their results, so they are not queued again
+    assert (await queue.depth())[0] == 0

@@ -1,0 +1,85 @@
+"""Intake: concurrent submissions share transactions and queue round trips, and each caller hears back
+only once its job is committed and on the queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import event
+
+from engine.db import make_engine, make_sessionmaker
+from engine.intake import Intake
+from engine.jobs import JobStore
+from tests.engine.test_jobs import LIMITS, count_jobs, request
+from tests.support.recording_queue import RecordingQueue
+from workers.queue import ArqJobQueue, connect
+
+
+@pytest.fixture
+async def store_and_commits(any_database_url: str) -> AsyncIterator[tuple[JobStore, list[int]]]:
+    engine = make_engine(any_database_url)
+    commits: list[int] = []
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _count(_conn: Any) -> None:
+        commits.append(1)
+
+    yield JobStore(make_sessionmaker(engine), LIMITS), commits
+    await engine.dispose()
+
+
+@pytest.fixture
+async def pool(clean_redis: str) -> AsyncIterator[ArqRedis]:
+    redis = await connect(clean_redis)
+    yield redis
+    await redis.aclose()
+
+
+async def test_a_burst_of_submissions_shares_commits_and_every_job_is_queued_once(
+    store_and_commits: tuple[JobStore, list[int]], pool: ArqRedis
+) -> None:
+    store, commits = store_and_commits
+    queue = ArqJobQueue(pool)
+    intake = Intake(store, queue)
+    keys = [f"delivery-{n % 37}" for n in range(40)]  # three redeliveries among them
+
+    answers = await asyncio.gather(*(intake.submit(request(key)) for key in keys))
+
+    assert sum(created for _, created in answers) == 37
+    assert len({job_id for job_id, _ in answers}) == 37
+    assert await count_jobs(store) == 37
+    assert (await queue.depth())[0] == 37
+    assert len(commits) < 10, f"{len(commits)} commits for 40 submissions: no group commit"
+
+
+async def test_a_lone_submission_is_committed_and_queued_before_it_is_answered(
+    store_and_commits: tuple[JobStore, list[int]],
+) -> None:
+    store, commits = store_and_commits
+    queue = RecordingQueue()
+    job_id, created = await Intake(store, queue).submit(request("alone"))
+    assert created and queue.enqueued == [job_id] and len(commits) == 1
+    assert (await store.get(job_id)).dedupe_key == "alone"
+
+
+async def test_when_the_queue_is_down_the_jobs_are_still_committed(
+    store_and_commits: tuple[JobStore, list[int]],
+) -> None:
+    store, _ = store_and_commits
+    intake = Intake(store, RecordingQueue(fail_with=ConnectionError("redis gone")))
+    answers = await asyncio.gather(*(intake.submit(request(f"k{n}")) for n in range(5)))
+    assert all(created for _, created in answers)
+    assert await count_jobs(store) == 5  # the reconciler enqueues them
+
+
+async def test_when_the_database_is_down_every_waiting_caller_gets_the_error(tmp_path: Any) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-tables.db'}")
+    intake = Intake(JobStore(make_sessionmaker(engine), LIMITS), RecordingQueue())
+    submissions = (intake.submit(request(f"k{n}")) for n in range(5))
+    results = await asyncio.gather(*submissions, return_exceptions=True)
+    assert len(results) == 5 and all(isinstance(r, Exception) for r in results)
+    await engine.dispose()
