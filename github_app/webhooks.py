@@ -53,6 +53,16 @@ def answer(status: int, **body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def refused_payload(name: str, exc: ValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return answer(400, error="body is not JSON")
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return answer(400, error="body is not a JSON object")
+    log.warning("GitHub %s payload missing fields: %s", name, errors[:3])
+    return answer(400, error=f"{name} payload is missing fields autodev needs")
+
+
 def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | None) -> APIRouter:
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
@@ -89,22 +99,21 @@ def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | Non
             return answer(401, error="bad signature")
         name = request.headers.get("x-github-event", "")
         delivery = request.headers.get("x-github-delivery", "")
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return answer(400, error="body is not JSON")
-        if not isinstance(data, dict):
-            return answer(400, error="body is not a JSON object")
-        if name == "ping":
-            return answer(200, ok=True)
         model = EVENT_MODELS.get(name)
         if model is None:
+            try:
+                data = json.loads(body)
+            except (UnicodeDecodeError, ValueError):
+                return answer(400, error="body is not JSON")
+            if not isinstance(data, dict):
+                return answer(400, error="body is not a JSON object")
+            if name == "ping":
+                return answer(200, ok=True)
             return answer(202, ignored=f"event {name or '(none)'} not handled")
         try:
-            event = model.model_validate(data)
+            event = model.model_validate_json(body)  # parsed and checked in one pass (pydantic-core)
         except ValidationError as exc:
-            log.warning("GitHub %s payload missing fields: %s", name, exc.errors()[:3])
-            return answer(400, error=f"{name} payload is missing fields autodev needs")
+            return refused_payload(name, exc)
         try:
             with logctx.bind(repo=event.repository.full_name if event.repository else None):
                 outcome = await dispatch(name, event, delivery)

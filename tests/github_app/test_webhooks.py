@@ -395,3 +395,22 @@ async def test_an_unusable_private_key_disables_the_app_instead_of_crashing(
     async with http_client(app) as client:
         assert (await deliver(client, "ping", {}, secret="s")).status_code == 503
     assert "not a usable PEM key" in caplog.text and app.reporter is None
+
+
+@pytest.mark.parametrize(
+    ("event", "body", "error"),
+    [
+        ("issues", b"{not json", "body is not JSON"),
+        ("issues", b"\xff\xfe{}", "body is not JSON"),
+        ("issues", b"[1, 2]", "body is not a JSON object"),
+        ("issues", b'{"action": "labeled"}', "issues payload is missing fields autodev needs"),
+        ("ping", b"{not json", "body is not JSON"),
+        ("ping", b"[]", "body is not a JSON object"),
+    ],
+)
+async def test_a_signed_body_that_is_not_a_usable_payload_is_refused_with_400_and_no_job(
+    client: httpx.AsyncClient, store: JobStore, event: str, body: bytes, error: str
+) -> None:
+    response = await deliver(client, event, body)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    assert await jobs(store) == []
