@@ -7,12 +7,14 @@ never in a URL or a config file, and are scrubbed from any error text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 AUTHOR = ("autodev", "autodev@users.noreply.localhost")
 DIFF_MAX_CHARS = 200_000
+SIZE_FILE = "autodev-size"
 
 
 class GitError(Exception):
@@ -144,6 +147,8 @@ class Workspace:
             except GitError as exc:
                 raise TransientFailure(f"fetching {repo} failed: {exc}") from exc
             (mirror / "autodev-last-used").write_text(str(time.time()))
+            # Measured once per fetch, under the lock; evict() reads it instead of walking every mirror.
+            (mirror / SIZE_FILE).write_text(str(_size(mirror)))
         self.evict(keep=mirror)
         return mirror
 
@@ -184,7 +189,7 @@ class Workspace:
     def evict(self, *, keep: Path) -> None:
         """Drop least recently used mirrors (not in use) until the cache fits its size limit."""
         mirrors = [p for p in (self.root / "mirrors").glob("*.git") if p.is_dir()]
-        sizes = {p: _size(p) for p in mirrors}
+        sizes = {p: _recorded_size(p) for p in mirrors}
         total = sum(sizes.values())
         for mirror in sorted(mirrors, key=_last_used):
             if total <= self.max_bytes:
@@ -205,7 +210,22 @@ async def _remove_worktree(mirror: Path, path: Path) -> None:
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
+            # Another job may be fetching into this mirror: its temporary objects vanish as we walk.
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(dirpath, name))
+                total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total
+
+
+def _recorded_size(mirror: Path) -> int:
+    """The size written at the mirror's last fetch (walking 60 mirrors on every sync costs ~30 ms a job)."""
+    try:
+        return int((mirror / SIZE_FILE).read_text())
+    except (OSError, ValueError):
+        return _size(mirror)
 
 
 def _last_used(mirror: Path) -> float:

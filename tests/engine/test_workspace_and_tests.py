@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import workspace as workspace_module
 from engine.agents import load_agent_rules, parse_agents_md
 from engine.errors import PermanentFailure, TransientFailure
 from engine.jobs import JobStore
@@ -59,6 +60,16 @@ async def test_the_mirror_cache_evicts_the_least_recently_used_repository(tmp_pa
     first = await workspace.sync("acme/one", GitRemote(url=str(one)))
     second = await workspace.sync("acme/two", GitRemote(url=str(two)))
     assert second.exists() and not first.exists()
+
+
+def test_measuring_a_mirror_skips_files_a_fetch_moved_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: evict() measured a mirror another job fetched into; a moved tmp_obj failed that job."""
+    (tmp_path / "pack").write_bytes(b"x" * 10)
+    listing: list[tuple[str, list[str], list[str]]] = [(str(tmp_path), [], ["pack", "tmp_obj_moved_away"])]
+    monkeypatch.setattr(workspace_module.os, "walk", lambda path: iter(listing))
+    assert workspace_module._size(tmp_path) == 10
 
 
 async def test_git_errors_never_show_the_auth_header(
