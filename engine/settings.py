@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # Worker
     worker_max_jobs: int = Field(default=50, gt=0)
     job_max_tries: int = Field(default=3, gt=0)
+    # How often an idle worker looks at the queue: the longest a new job waits to start (ARQ polls Redis).
+    worker_poll_delay_s: float = Field(default=0.05, gt=0, le=5)
 
     # Operators (the /jobs list); unset: the list is closed.
     operator_token: SecretStr | None = None

@@ -26,6 +26,6 @@ def worker_options(settings: Settings, *, burst: bool = False, reconciler: bool 
         "allow_abort_jobs": True,
         "keep_result": 3600,
         "burst": burst,
-        "poll_delay": 0.5 if not burst else 0.05,
+        "poll_delay": settings.worker_poll_delay_s if not burst else 0.05,
         "handle_signals": False,
     }

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed
 from githubkit.response import Response
 
-from github_app.client import MAX_RATE_LIMIT_WAIT, MAX_RETRIES, retry_decision
+from github_app.client import MAX_RATE_LIMIT_WAIT, MAX_RETRIES, GitHubApi, retry_decision
+from tests.conftest import make_settings
+from tests.github_app.conftest import private_key as private_key
 
 
 def response(status: int) -> Response[Any]:
@@ -40,3 +44,35 @@ def test_a_rate_limit_waits_what_github_says_within_a_cap() -> None:
     late = PrimaryRateLimitExceeded(response(429), timedelta(hours=1))
     assert retry_decision(soon, 0).retry_after == timedelta(seconds=7)
     assert retry_decision(late, 0).retry_after == MAX_RATE_LIMIT_WAIT
+
+
+async def test_a_process_reuses_one_connection_for_its_github_calls(tmp_path: Path, private_key: str) -> None:
+    """githubkit makes a client per call; the shared transport keeps the connection (and TLS setup) alive."""
+    peers: list[tuple[str, int]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else ("?", 0))
+        if request.path.endswith("/access_tokens"):
+            return web.json_response({"token": "ghs_x", "expires_at": "2099-01-01T00:00:00Z"}, status=201)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    settings = make_settings(
+        tmp_path, github_app_id=1, github_private_key=private_key, github_api_url=f"http://127.0.0.1:{port}"
+    )
+    api = GitHubApi(settings, None)
+    try:
+        for _ in range(3):
+            await api.request(7, "GET", "/repos/octo/hello")
+        await api.request(None, "GET", "/app")
+    finally:
+        await api.aclose()
+        await runner.cleanup()
+    assert len(peers) == 5  # the installation token once, then four calls
+    assert len(set(peers)) == 1, f"{len(set(peers))} connections for {len(peers)} calls"

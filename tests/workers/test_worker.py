@@ -4,6 +4,7 @@ transient failures, honours cancel, and never runs one job twice at once."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from arq.connections import ArqRedis
 
@@ -12,8 +13,10 @@ from engine.jobs import JobRequest, JobStore
 from engine.models import JobState
 from engine.runner import JobRun
 from engine.settings import Settings
+from tests.conftest import make_settings
 from tests.workers.conftest import burst_worker
 from workers.queue import ArqJobQueue
+from workers.settings import worker_options
 
 
 async def submit(store: JobStore, key: str = "k1") -> str:
@@ -164,3 +167,9 @@ async def test_jobs_enqueued_together_each_run_once_and_ids_arq_holds_are_skippe
     assert sorted(runs) == sorted([already, *fresh])
     await queue.enqueue_many(fresh)  # finished: ARQ keeps their results, so they are not queued again
     assert (await queue.depth())[0] == 0
+
+
+def test_an_idle_worker_looks_at_the_queue_as_often_as_configured(tmp_path: Path) -> None:
+    """The poll delay bounds how long a new job waits for an idle worker (issue 9: first sign of life)."""
+    assert worker_options(make_settings(tmp_path))["poll_delay"] == 0.05
+    assert worker_options(make_settings(tmp_path, worker_poll_delay_s=0.5))["poll_delay"] == 0.5
