@@ -9,8 +9,8 @@
 
 Everything runs on 127.0.0.1, each in its own process:
 - the fake GitHub (tests/support/fake_github.py), where the sender `alice` is a writer and the issue has two
-  comments: the webhook path asks it for the sender's permission (cached 60 s in Redis) and for the issue's
-  comments (every delivery);
+  comments: the webhook path asks it for the sender's permission once (then cached: 10 s in process, 60 s in
+  Redis); the issue's comments are read later by the worker, which does not run here;
 - the server under test, as a user runs it: `autodev web` (one uvicorn worker, the standard asyncio loop,
   httptools), configured by environment variables only, from a fresh folder: a fresh SQLite file (the default)
   or `--database-url` (PostgreSQL: the database is created if missing and EMPTIED), the embedded Redis (the
