@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed
 from githubkit.response import Response
 
@@ -46,12 +51,20 @@ def test_a_rate_limit_waits_what_github_says_within_a_cap() -> None:
     assert retry_decision(late, 0).retry_after == MAX_RATE_LIMIT_WAIT
 
 
-async def test_a_process_reuses_one_connection_for_its_github_calls(tmp_path: Path, private_key: str) -> None:
-    """githubkit makes a client per call; the shared transport keeps the connection (and TLS setup) alive."""
-    peers: list[tuple[str, int]] = []
+@dataclass
+class Seen:
+    url: str
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    authorizations: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+async def api_server() -> AsyncIterator[Seen]:
+    """A GitHub on 127.0.0.1 that grants installation tokens and answers every other call with `{}`."""
 
     async def answer(request: web.Request) -> web.Response:
-        peers.append(request.transport.get_extra_info("peername") if request.transport else ("?", 0))
+        seen.peers.append(request.transport.get_extra_info("peername") if request.transport else ("?", 0))
+        seen.authorizations[request.path] = request.headers.get("Authorization", "")
         if request.path.endswith("/access_tokens"):
             return web.json_response({"token": "ghs_x", "expires_at": "2099-01-01T00:00:00Z"}, status=201)
         return web.json_response({"ok": True})
@@ -63,8 +76,19 @@ async def test_a_process_reuses_one_connection_for_its_github_calls(tmp_path: Pa
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    seen = Seen(f"http://127.0.0.1:{port}")
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_process_reuses_one_connection_for_its_github_calls(
+    tmp_path: Path, private_key: str, api_server: Seen
+) -> None:
+    """githubkit makes a client per call; the shared transport keeps the connection (and TLS setup) alive."""
     settings = make_settings(
-        tmp_path, github_app_id=1, github_private_key=private_key, github_api_url=f"http://127.0.0.1:{port}"
+        tmp_path, github_app_id=1, github_private_key=private_key, github_api_url=api_server.url
     )
     api = GitHubApi(settings, None)
     try:
@@ -73,6 +97,29 @@ async def test_a_process_reuses_one_connection_for_its_github_calls(tmp_path: Pa
         await api.request(None, "GET", "/app")
     finally:
         await api.aclose()
-        await runner.cleanup()
-    assert len(peers) == 5  # the installation token once, then four calls
-    assert len(set(peers)) == 1, f"{len(set(peers))} connections for {len(peers)} calls"
+    assert len(api_server.peers) == 5  # the installation token once, then four calls
+    assert len(set(api_server.peers)) == 1, (
+        f"{len(set(api_server.peers))} connections for {len(api_server.peers)} calls"
+    )
+
+
+async def test_the_app_signs_its_jwt_with_its_private_key(
+    tmp_path: Path, private_key: str, api_server: Seen
+) -> None:
+    """The key is parsed once at start; the JWT GitHub receives is still signed by it, as the App."""
+    settings = make_settings(
+        tmp_path, github_app_id=4242, github_private_key=private_key, github_api_url=api_server.url
+    )
+    api = GitHubApi(settings, None)
+    try:
+        await api.request(None, "GET", "/app")
+        await api.request(7, "GET", "/repos/octo/hello")
+    finally:
+        await api.aclose()
+    public_key = serialization.load_pem_private_key(private_key.encode(), password=None).public_key()
+    for path in ("/app", "/app/installations/7/access_tokens"):
+        scheme, token = api_server.authorizations[path].split(" ", 1)
+        claims = jwt.decode(token, public_key, algorithms=["RS256"])  # type: ignore[arg-type]
+        assert scheme == "Bearer" and claims["iss"] == "4242"
+        assert 0 < claims["exp"] - claims["iat"] <= 10 * 60
+    assert api_server.authorizations["/repos/octo/hello"] == "token ghs_x"
