@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -71,6 +72,8 @@ class Triggers:
         self.intake = Intake(store, queue)
         # (repo, user) → (permission, monotonic expiry): spares the Redis round trip on a burst of webhooks.
         self._permissions: dict[tuple[str, str], tuple[str, float]] = {}
+        # Lookups in flight: a burst from one sender asks Redis (or GitHub) once, not once per delivery.
+        self._asking: dict[tuple[str, str], asyncio.Task[str]] = {}
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -259,11 +262,21 @@ class Triggers:
         local_key = (self.repo(event), user)
         if (hit := self._permissions.get(local_key)) is not None and hit[1] > time.monotonic():
             return hit[0]
-        permission = await self._shared_permission(event, user)
+        asking = self._asking.get(local_key)
+        if asking is None:
+            asking = asyncio.create_task(self._shared_permission(event, user))
+            self._asking[local_key] = asking
+            asking.add_done_callback(lambda task: self._remember(local_key, task))
+        # Shielded: a caller that goes away (client disconnect) does not cancel the others' answer.
+        return await asyncio.shield(asking)
+
+    def _remember(self, key: tuple[str, str], task: asyncio.Task[str]) -> None:
+        del self._asking[key]
+        if task.cancelled() or task.exception() is not None:
+            return  # every waiter has the error; nothing is cached
         if len(self._permissions) >= LOCAL_PERMISSION_ENTRIES:
             self._permissions.clear()
-        self._permissions[local_key] = (permission, time.monotonic() + LOCAL_PERMISSION_TTL_SECONDS)
-        return permission
+        self._permissions[key] = (task.result(), time.monotonic() + LOCAL_PERMISSION_TTL_SECONDS)
 
     async def _shared_permission(self, event: Event, user: str) -> str:
         key = f"autodev:github:permission:{self.repo(event)}:{user}"

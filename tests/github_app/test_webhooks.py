@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engine.jobs import JobRequest, JobStore
 from engine.models import Installation, InstallationRepo, JobKind, JobState
 from engine.settings import Settings
 from github_app import GitHubApp
+from github_app.client import MAX_RETRIES
 from tests.conftest import make_settings
 from tests.github_app.conftest import (
     INSTALLATION,
@@ -131,6 +133,29 @@ async def test_the_permission_answer_is_cached_in_redis(
     assert len(github.calls_to("GET", rf"/repos/{REPO}/collaborators/alice/permission")) == 1
     assert len(await jobs(store)) == 2
     await redis.aclose()
+
+
+async def test_a_burst_from_one_sender_asks_github_for_the_permission_once(
+    client: httpx.AsyncClient, github: FakeGitHub, store: JobStore, gh_settings: Settings
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    burst = [deliver(client, "issues", labeled(gh_settings), delivery=f"burst-{i}") for i in range(8)]
+    answers = await asyncio.gather(*burst)
+    assert [a.status_code for a in answers] == [202] * 8
+    assert len(github.calls_to("GET", rf"/repos/{REPO}/collaborators/alice/permission")) == 1
+    assert len(await jobs(store)) == 8
+
+
+async def test_a_failed_permission_lookup_fails_its_burst_and_is_not_remembered(
+    client: httpx.AsyncClient, github: FakeGitHub, store: JobStore, gh_settings: Settings
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    github.fail("GET", rf"/repos/{REPO}/collaborators/alice/permission", times=MAX_RETRIES + 1, status=502)
+    burst = [deliver(client, "issues", labeled(gh_settings), delivery=f"down-{i}") for i in range(3)]
+    assert [a.status_code for a in await asyncio.gather(*burst)] == [503] * 3
+    assert await jobs(store) == []
+    redelivered = await deliver(client, "issues", labeled(gh_settings), delivery="down-0")
+    assert redelivered.status_code == 202 and len(await jobs(store)) == 1
 
 
 async def test_other_labels_and_actions_are_acknowledged_and_ignored(
