@@ -6,6 +6,7 @@ import copy
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,17 @@ async def gh_app(gh_settings: Settings, store: JobStore, queue: RecordingQueue) 
     await app.aclose()
 
 
-def http_client(gh_app: GitHubApp) -> httpx.AsyncClient:
+@asynccontextmanager
+async def http_client(gh_app: GitHubApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the App's routes; the App is closed with it (its GitHub connections too)."""
     web = FastAPI()
     web.include_router(gh_app.router)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver")
+    try:
+        transport = httpx.ASGITransport(app=web)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+    finally:
+        await gh_app.aclose()
 
 
 @pytest.fixture
