@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from arq.connections import ArqRedis
 
 from autodev.embedded_redis import EmbeddedRedis
-from engine.db import make_engine, make_sessionmaker
+from engine.db import SqliteWriter, make_engine, make_sessionmaker
 from engine.jobs import JobLimits, JobStore
 from engine.local_host import LocalCodeHost
 from engine.ports import CodeHost, Reporter
@@ -70,6 +70,7 @@ class Runtime:
         store = JobStore(
             make_sessionmaker(db),
             JobLimits(settings.job_budget_usd, settings.job_max_requests, settings.job_max_minutes),
+            writer=SqliteWriter.for_url(settings.database_url),
         )
         pool = await connect(redis_url)
         queue = ArqJobQueue(pool)
@@ -103,6 +104,7 @@ class Runtime:
             except Exception:
                 log.exception("error while closing")
         await self.redis.aclose()
+        await self.store.aclose()
         await self.db.dispose()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()

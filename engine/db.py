@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_S = 30
+
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -29,7 +32,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
-        _serialise_sqlite_writers(engine)
+        _serialise_sqlite_writers(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -37,11 +40,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
+def _serialise_sqlite_writers(engine: Engine) -> None:
     # SQLite upgrades a deferred transaction's read lock to a write lock only if no other writer got there
     # first, and fails at once ("database is locked") when one did, busy timeout or not. Taking the write
     # lock at BEGIN makes concurrent transactions wait their turn instead — the recipe of SQLAlchemy's docs.
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -51,9 +54,47 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqliteWriter:
+    """A write transaction on the SQLite file in one hop to a thread of its own.
+
+    Through aiosqlite every statement, cursor and commit is a round trip between the event loop and the
+    driver's thread: ~15 for one small transaction, 1.1 ms of CPU beyond the work itself. Here the whole
+    transaction (same file, same pragmas, same `BEGIN IMMEDIATE`) runs as one call in one thread, and
+    SQLite's own work there runs without the GIL. For the webhook's group commit.
+    """
+
+    def __init__(self, url: str) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        self.engine = create_engine(
+            sync_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=1, max_overflow=0
+        )
+        _serialise_sqlite_writers(self.engine)
+        # One thread: the connection is made, used and closed there (sqlite3 connections stay in theirs).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+
+    @classmethod
+    def for_url(cls, url: str) -> SqliteWriter | None:
+        """A writer for a SQLite file; None for another database or an in-memory one (not shared)."""
+        if not is_sqlite(url) or make_url(url).database in (None, "", ":memory:"):
+            return None
+        return cls(url)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` inside one transaction: committed when it returns, rolled back if it raises."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, work)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as connection:
+            return work(connection)
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
+        self._thread.shutdown(wait=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

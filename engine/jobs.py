@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db import session_scope
+from engine.db import SqliteWriter, session_scope
 from engine.models import Base, CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
 from engine.ports import JobEventView
 from engine.views import JobView
@@ -89,9 +89,21 @@ def new_job_id() -> str:
 class JobStore:
     """All reads and writes of jobs go through here, each in its own short transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], defaults: JobLimits) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        defaults: JobLimits,
+        *,
+        writer: SqliteWriter | None = None,
+    ) -> None:
         self.sessions = sessions
         self.defaults = defaults
+        # On SQLite, new jobs are written in one hop to a thread of their own (engine/db.py).
+        self.writer = writer
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            await self.writer.aclose()
 
     # -- submit -----------------------------------------------------------------------------------
 
@@ -150,35 +162,44 @@ class JobStore:
     async def submit_many(self, requests: Sequence[JobRequest]) -> list[tuple[str, bool]]:
         """Submit several requests in one transaction (group commit): for each, in order, the job's id and
         whether it is new — the same answers as `submit` one after the other."""
-        keys = list({r.dedupe_key for r in requests})
-        known: dict[str, str] = {}
-        rows: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        answers: list[tuple[str, bool]] = []
         try:
-            async with self.sessions() as session, session.begin():
-                conn = await session.connection()
-                known_keys = select(JOBS.c.dedupe_key, JOBS.c.id).where(JOBS.c.dedupe_key.in_(keys))
-                found = await conn.execute(known_keys)
-                known = {key: job_id for key, job_id in found}
-                for request in requests:
-                    if (job_id := known.get(request.dedupe_key)) is not None:
-                        answers.append((job_id, False))
-                        continue
-                    row = self._row(request)
-                    known[request.dedupe_key] = row["id"]
-                    rows.append(row)
-                    events.append(self._submitted_event(row["id"], request))
-                    answers.append((row["id"], True))
-                if rows:
-                    await conn.execute(insert(JOBS), rows)
-                    await conn.execute(insert(JOB_EVENTS), events)
+            if self.writer is not None:
+                answers, rows = await self.writer.run(lambda conn: self._insert_new(conn, requests))
+            else:
+                async with self.sessions() as session, session.begin():
+                    conn = await session.connection()
+                    answers, rows = await conn.run_sync(self._insert_new, requests)
         except IntegrityError:
             # Another process inserted one of these keys meanwhile (PostgreSQL): settle them one by one.
             return [(job.id, created) for job, created in [await self.submit(r) for r in requests]]
         for row in rows:
             log.info("job submitted", extra={"job_id": row["id"], "repo": row["repo"]})
         return answers
+
+    def _insert_new(
+        self, conn: Connection, requests: Sequence[JobRequest]
+    ) -> tuple[list[tuple[str, bool]], list[dict[str, Any]]]:
+        """Inside the caller's transaction: the answers, and the rows of the jobs that are new. Core
+        statements: the ORM's unit of work costs more than the inserts themselves."""
+        keys = list({r.dedupe_key for r in requests})
+        found = conn.execute(select(JOBS.c.dedupe_key, JOBS.c.id).where(JOBS.c.dedupe_key.in_(keys)))
+        known: dict[str, str] = {key: job_id for key, job_id in found}
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        answers: list[tuple[str, bool]] = []
+        for request in requests:
+            if (job_id := known.get(request.dedupe_key)) is not None:
+                answers.append((job_id, False))
+                continue
+            row = self._row(request)
+            known[request.dedupe_key] = row["id"]
+            rows.append(row)
+            events.append(self._submitted_event(row["id"], request))
+            answers.append((row["id"], True))
+        if rows:
+            conn.execute(insert(JOBS), rows)
+            conn.execute(insert(JOB_EVENTS), events)
+        return answers, rows
 
     async def find_by_dedupe_key(self, dedupe_key: str) -> Job | None:
         async with self.sessions() as session:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autodev.embedded_redis import EmbeddedRedis
-from engine.db import make_engine, make_sessionmaker, upgrade_sync
+from engine.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
 from engine.jobs import JobLimits, JobStore
 from engine.models import Base
 from engine.settings import Settings
@@ -138,8 +138,12 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 
 @pytest.fixture
-def store(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> JobStore:
-    return JobStore(
+async def store(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> AsyncIterator[JobStore]:
+    """The store as the service builds it: on SQLite, new jobs go through the writer thread."""
+    store = JobStore(
         sessions,
         JobLimits(settings.job_budget_usd, settings.job_max_requests, settings.job_max_minutes),
+        writer=SqliteWriter.for_url(settings.database_url),
     )
+    yield store
+    await store.aclose()

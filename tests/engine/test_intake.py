@@ -11,7 +11,7 @@ import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import event
 
-from engine.db import make_engine, make_sessionmaker
+from engine.db import SqliteWriter, make_engine, make_sessionmaker
 from engine.intake import Intake
 from engine.jobs import JobStore
 from tests.engine.test_jobs import LIMITS, count_jobs, request
@@ -22,13 +22,17 @@ from workers.queue import ArqJobQueue, connect
 @pytest.fixture
 async def store_and_commits(any_database_url: str) -> AsyncIterator[tuple[JobStore, list[int]]]:
     engine = make_engine(any_database_url)
+    writer = SqliteWriter.for_url(any_database_url)  # as the service does on SQLite
     commits: list[int] = []
 
-    @event.listens_for(engine.sync_engine, "commit")
     def _count(_conn: Any) -> None:
         commits.append(1)
 
-    yield JobStore(make_sessionmaker(engine), LIMITS), commits
+    for sync_engine in (engine.sync_engine, *([writer.engine] if writer else [])):
+        event.listen(sync_engine, "commit", _count)
+    store = JobStore(make_sessionmaker(engine), LIMITS, writer=writer)
+    yield store, commits
+    await store.aclose()
     await engine.dispose()
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from engine.db import make_engine, make_sessionmaker
+from engine.db import SqliteWriter, make_engine, make_sessionmaker
 from engine.jobs import IllegalTransition, JobLimits, JobRequest, JobStore
 from engine.models import Job, JobState, utcnow
+from engine.views import JobView
 
 LIMITS = JobLimits(budget_usd=5.0, max_requests=300, max_minutes=60.0)
 
@@ -33,7 +35,9 @@ def request(key: str = "github:delivery-1", **overrides: object) -> JobRequest:
 @pytest.fixture
 async def any_store(any_database_url: str) -> AsyncIterator[JobStore]:
     engine = make_engine(any_database_url)
-    yield JobStore(make_sessionmaker(engine), LIMITS)
+    store = JobStore(make_sessionmaker(engine), LIMITS, writer=SqliteWriter.for_url(any_database_url))
+    yield store
+    await store.aclose()
     await engine.dispose()
 
 
@@ -182,6 +186,33 @@ async def test_submitting_many_at_once_answers_as_one_by_one_would(any_store: Jo
         assert [(e.seq, e.type) for e in await any_store.events(job_id)] == [(1, "submitted")]
     job = await any_store.get(answers[2][0])
     assert (job.dedupe_key, job.state, job.budget_usd) == ("b", JobState.QUEUED, LIMITS.budget_usd)
+
+
+async def test_a_job_written_in_a_batch_reads_back_as_the_one_by_one_job(any_store: JobStore) -> None:
+    """On SQLite the batch goes through the writer thread's own connection (engine/db.py SqliteWriter);
+    what it stores — defaults, JSON, times — must be what the ORM stores."""
+    origin = {"reaction": ["issue", None], "issue_number": 7, "note": "naïve ✓"}
+    single, _ = await any_store.submit(request("one-by-one", origin=origin, installation_id=2**40))
+    [(batched_id, _)] = await any_store.submit_many(
+        [request("batched", origin=origin, installation_id=2**40)]
+    )
+
+    def comparable(view: JobView) -> dict[str, object]:
+        unique = ("id", "access_token", "created_at", "updated_at", "events")
+        data = {k: v for k, v in asdict(view).items() if k not in unique}
+        data["events"] = [(e.seq, e.type, e.data) for e in view.events]
+        return data
+
+    one, batched = await any_store.view(single.id), await any_store.view(batched_id)
+    assert comparable(batched) == comparable(one)
+    assert abs(batched.created_at - one.created_at) < timedelta(seconds=5)
+    assert one.origin["note"] == "naïve ✓" and one.installation_id == 2**40
+
+
+def test_only_a_sqlite_file_gets_a_writer_thread() -> None:
+    assert SqliteWriter.for_url("sqlite+aiosqlite:///:memory:") is None
+    assert SqliteWriter.for_url("sqlite+aiosqlite://") is None
+    assert SqliteWriter.for_url("postgresql+asyncpg://postgres@127.0.0.1/test") is None
 
 
 async def test_two_batches_racing_on_the_same_keys_make_each_job_once(any_store: JobStore) -> None:
