@@ -25,6 +25,8 @@ READY_TIMEOUT_S = 2.0
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="autodev", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+    # First: Starlette tries routes in order, and GitHub's webhooks are the busiest path by far.
+    app.include_router(runtime.github.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -48,7 +50,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         body = await metrics.render(runtime.store, runtime.queue)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
-    app.include_router(runtime.github.router)
     app.include_router(runtime.slack.router)
     app.include_router(job_pages(runtime.store, runtime.settings, runtime.queue))
     return app
