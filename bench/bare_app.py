@@ -3,10 +3,10 @@
     .venv/bin/python bench/bare_app.py [--host 127.0.0.1] [--port 8001] [--loop asyncio|uvloop]
 
 Served exactly as `autodev web` serves the real app (autodev/serve.py): `uvicorn.Server(config).serve()`
-inside `asyncio.run` — so the standard library's event loop (uvicorn's loop setting only applies to
-`Server.run`), uvicorn's "auto" HTTP protocol (httptools when installed), one process, `lifespan="off"`,
-`log_config=None` — and with autodev's own logging setup, so uvicorn's access-log line costs the same in both.
---loop uvloop is for comparing with an autodev that runs its service on uvloop.
+inside the loop autodev/cli.py runs (uvloop where installed, as it is with uvicorn[standard]; --loop asyncio
+for the standard library's), uvicorn's "auto" HTTP protocol (httptools when installed), one process,
+`lifespan="off"`, `log_config=None` — and with autodev's own logging setup, so uvicorn's access-log line costs
+the same in both.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="as autodev/cli.py")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop", help="as autodev/cli.py")
     args = parser.parse_args()
     configure_logging("INFO")
     config = uvicorn.Config(create_app(), host=args.host, port=args.port, log_config=None, lifespan="off")

@@ -5,13 +5,13 @@
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_ingress \\
         --redis-url redis://127.0.0.1:6379/13
     options: [--wrk-duration 30] [--connections 32] [--rates 100,250,500] [--rate-duration 20]
-             [--profile-rates 500] [--no-profile] [--bare-loop asyncio] [--keep DIR]
+             [--profile-rates 500] [--no-profile] [--bare-loop uvloop|asyncio] [--keep DIR]
 
 Everything runs on 127.0.0.1, each in its own process:
 - the fake GitHub (tests/support/fake_github.py), where the sender `alice` is a writer and the issue has two
   comments: the webhook path asks it for the sender's permission once (then cached: 10 s in process, 60 s in
   Redis); the issue's comments are read later by the worker, which does not run here;
-- the server under test, as a user runs it: `autodev web` (one uvicorn worker, the standard asyncio loop,
+- the server under test, as a user runs it: `autodev web` (one uvicorn worker, on uvloop as cli.py picks it,
   httptools), configured by environment variables only, from a fresh folder: a fresh SQLite file (the default)
   or `--database-url` (PostgreSQL: the database is created if missing and EMPTIED), the embedded Redis (the
   default) or `--redis-url` (that db is FLUSHED first). No worker runs: the jobs pile up queued;
@@ -454,6 +454,7 @@ PROFILE_RULES: list[tuple[str, str, str, str | None]] = [
 ]
 THREAD_RULES: list[tuple[str, str]] = [
     ("SQLite driver threads (aiosqlite: the C calls run without the GIL)", "_connection_worker_thread"),
+    ("SQLite writer thread (engine/db.py: the C calls run without the GIL)", "sqlite-writer"),
     ("thread pool (asyncio.to_thread)", "asyncio_"),
 ]
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -654,7 +655,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     signature = sign(body)
     tag = uuid.uuid4().hex[:8]
     result: dict[str, Any] = machine()
-    # autodev/cli.py runs uvicorn.Server.serve() inside asyncio.run (stdlib loop); the bare app must match.
+    # autodev/cli.py runs uvicorn.Server.serve() on uvloop where installed; the bare app must match.
     result["loop"] = {"app": "as autodev/cli.py runs it", "bare": args.bare_loop}
     result["delivery"] = {"event": "issues.labeled", "bytes": len(body), "source": source}
     if args.database_url:
@@ -719,7 +720,7 @@ def main() -> int:
     parser.add_argument("--rate-duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument(
-        "--bare-loop", choices=["asyncio", "uvloop"], default="asyncio", help="the loop autodev/cli.py runs"
+        "--bare-loop", choices=["asyncio", "uvloop"], default="uvloop", help="the loop autodev/cli.py runs"
     )
     parser.add_argument("--profile-rates", default="500", help="req/s to profile at, comma-separated")
     parser.add_argument("--profile-hz", type=int, default=250)
