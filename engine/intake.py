@@ -1,9 +1,12 @@
 """Intake: new jobs stored and queued with group commit, for the webhook's hot path.
 
-Requests that arrive while a commit is in flight wait for it and then share the next transaction and
-one queue round trip. An idle intake commits a lone request at once (no timer, so no added latency);
-under load a batch forms by itself and the per-request cost of the database and Redis is shared. Each
-caller still hears back only once its job is durable in the database and on the queue.
+Requests that arrive while the commits in flight are busy wait for one to finish and then share the next
+transaction and one queue round trip. An idle intake commits a lone request at once (no timer, so no added
+latency); under load a batch forms by itself and the per-request cost of the database and Redis is shared.
+Each caller still hears back only once its job is durable in the database and on the queue.
+
+SQLite has one writer at a time, so one commit is in flight; PostgreSQL takes several at once, and there a
+commit mostly waits for the WAL to reach the disk, so a few run side by side.
 """
 
 from __future__ import annotations
@@ -17,15 +20,26 @@ from engine.ports import JobQueue
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
+CONCURRENT_COMMITS = 4  # where the database takes concurrent writers
 
 
 class Intake:
-    def __init__(self, store: JobStore, queue: JobQueue | None, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue | None,
+        *,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.max_batch = max_batch
+        if max_in_flight is None:
+            max_in_flight = CONCURRENT_COMMITS if store.concurrent_writers else 1
+        self.max_in_flight = max_in_flight
         self._pending: list[tuple[JobRequest, asyncio.Future[tuple[str, bool]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: JobRequest) -> tuple[str, bool]:
         """The job's id and whether it is new, once it is committed and (if new) enqueued.
@@ -34,9 +48,11 @@ class Intake:
         reconciler enqueues it within a minute)."""
         future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
-        if self._flusher is None or self._flusher.done():
+        if len(self._flushers) < self.max_in_flight:
             # Its own task: a caller that goes away (client disconnect) never cancels the others' commit.
-            self._flusher = asyncio.create_task(self._flush(), name="intake-flush")
+            flusher = asyncio.create_task(self._flush(), name="intake-flush")
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await asyncio.shield(future)
 
     async def _flush(self) -> None:
@@ -60,6 +76,5 @@ class Intake:
                     future.set_result(answer)
 
     async def aclose(self) -> None:
-        """Let a commit in flight finish (on shutdown)."""
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        """Let the commits in flight finish (on shutdown)."""
+        await asyncio.gather(*self._flushers, return_exceptions=True)

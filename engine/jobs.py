@@ -101,6 +101,12 @@ class JobStore:
         # On SQLite, new jobs are written in one hop to a thread of their own (engine/db.py).
         self.writer = writer
 
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether the database takes several write transactions at once (SQLite: one writer)."""
+        bind = self.sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name != "sqlite"
+
     async def aclose(self) -> None:
         if self.writer is not None:
             await self.writer.aclose()

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import event
 
 from engine.db import SqliteWriter, make_engine, make_sessionmaker
-from engine.intake import Intake
+from engine.intake import CONCURRENT_COMMITS, Intake
 from engine.jobs import JobStore
 from tests.engine.test_jobs import LIMITS, count_jobs, request
 from tests.support.recording_queue import RecordingQueue
@@ -58,6 +58,33 @@ async def test_a_burst_of_submissions_shares_commits_and_every_job_is_queued_onc
     assert await count_jobs(store) == 37
     assert (await queue.depth())[0] == 37
     assert len(commits) < 10, f"{len(commits)} commits for 40 submissions: no group commit"
+
+
+async def test_waves_arriving_while_commits_are_in_flight_make_each_job_once(
+    store_and_commits: tuple[JobStore, list[int]],
+) -> None:
+    """PostgreSQL runs several commits side by side (SQLite one); redeliveries across them still make one
+    job each, and every caller hears its job's id."""
+    store, _ = store_and_commits
+    queue = RecordingQueue()
+    intake = Intake(store, queue)
+    assert intake.max_in_flight == (CONCURRENT_COMMITS if store.concurrent_writers else 1)
+
+    async def wave(n: int) -> list[tuple[str, bool]]:
+        await asyncio.sleep(0.001 * n)  # each wave lands while the previous ones are being committed
+        return await asyncio.gather(
+            *(intake.submit(request(f"wave-key-{(n * 7 + k) % 30}")) for k in range(10))
+        )
+
+    answers = [a for w in await asyncio.gather(*(wave(n) for n in range(8))) for a in w]
+
+    by_key: dict[str, set[str]] = {}
+    for n in range(8):
+        for k in range(10):
+            by_key.setdefault(f"wave-key-{(n * 7 + k) % 30}", set()).add(answers[n * 10 + k][0])
+    assert all(len(ids) == 1 for ids in by_key.values()), "a key answered with two different jobs"
+    assert sum(created for _, created in answers) == len(by_key) == await count_jobs(store)
+    assert sorted(queue.enqueued) == sorted(job_id for job_id, created in answers if created)
 
 
 async def test_a_lone_submission_is_committed_and_queued_before_it_is_answered(
