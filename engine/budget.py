@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from engine.caps import cap_headroom
-from engine.errors import LimitReached
+from engine.errors import JobCancelled, LimitReached
 from engine.jobs import JobStore
 from engine.pricing import Price
 from engine.settings import Settings
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class BudgetGuard:
-    """Checks one job's limits (read fresh from its row) plus today's spending caps."""
+    """Checks one job's cancel flag and limits (read fresh from its row) plus today's spending caps."""
 
     def __init__(
         self, store: JobStore, settings: Settings, job_id: str, *, budget_cap_usd: float | None = None
@@ -27,8 +27,13 @@ class BudgetGuard:
         self.budget_cap_usd = budget_cap_usd
 
     async def check(self, *, model: str, price: Price, prompt_tokens: int, max_tokens: int) -> float:
-        """Raise LimitReached when the next call could cross a limit; return its worst-case dollars."""
-        job = await self.store.get(self.job_id)
+        """Raise LimitReached when the next call could cross a limit; return its worst-case dollars.
+
+        The same read of the job row carries its cancel flag, so a cancel stops the job before the call
+        (JobCancelled) without a read of its own."""
+        job = await self.store.budget_state(self.job_id)
+        if job.cancel_requested:
+            raise JobCancelled("cancelled on request")
         worst = price.usd(prompt_tokens, max_tokens)
         if job.requests + 1 > job.max_requests:
             raise LimitReached(

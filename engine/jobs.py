@@ -80,6 +80,21 @@ class JobLimits:
 # Core tables for the batched insert: the ORM's unit of work costs more than the insert itself.
 JOBS = Base.metadata.tables[Job.__tablename__]
 JOB_EVENTS = Base.metadata.tables[JobEvent.__tablename__]
+COST_ENTRIES = Base.metadata.tables[CostEntry.__tablename__]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """The columns of a job's row that its limits are checked against."""
+
+    repo: str
+    requests: int
+    max_requests: int
+    cost_usd: float
+    budget_usd: float
+    max_minutes: float
+    started_at: datetime | None
+    cancel_requested: bool
 
 
 def new_job_id() -> str:
@@ -407,33 +422,61 @@ class JobStore:
             for key, value in fields.items():
                 setattr(step, key, value)
 
-    async def add_cost(self, entry: CostEntry) -> None:
-        """Record one LLM call and add it to the job's running totals, atomically."""
+    async def add_cost(
+        self, entry: CostEntry, event: tuple[str, dict[str, Any]] | None = None
+    ) -> JobEventView | None:
+        """Record one LLM call, add it to the job's running totals and append `event` (its `llm_call`), all
+        in one transaction: one UPDATE of the job row takes the totals and the event's number together."""
+        totals: dict[str, Any] = {
+            "cost_usd": JOBS.c.cost_usd + entry.usd,
+            "tokens_in": JOBS.c.tokens_in + entry.tokens_in,
+            "tokens_out": JOBS.c.tokens_out + entry.tokens_out,
+            "requests": JOBS.c.requests + 1,
+        }
+        cost = {c.key: getattr(entry, c.key) for c in COST_ENTRIES.c if getattr(entry, c.key) is not None}
         async with session_scope(self.sessions) as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == entry.job_id)
-                .values(
-                    cost_usd=Job.cost_usd + entry.usd,
-                    tokens_in=Job.tokens_in + entry.tokens_in,
-                    tokens_out=Job.tokens_out + entry.tokens_out,
-                    requests=Job.requests + 1,
-                    updated_at=utcnow(),
+            conn = await session.connection()
+            if event is None:
+                await conn.execute(
+                    update(JOBS).where(JOBS.c.id == entry.job_id).values(updated_at=utcnow(), **totals)
                 )
-            )
-            session.add(entry)
+                appended = None
+            else:
+                appended = await _append_event(session, entry.job_id, event[0], event[1], fields=totals)
+            await conn.execute(insert(COST_ENTRIES).values(**cost))
+        return appended
+
+    async def budget_state(self, job_id: str) -> BudgetState:
+        """What the guard before an LLM call needs, in one read of the job row (no ORM object)."""
+        columns = [getattr(JOBS.c, name) for name in BudgetState.__annotations__]
+        async with self.sessions() as session:
+            row = (await session.execute(select(*columns).where(JOBS.c.id == job_id))).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        return BudgetState(**row._asdict())
 
 
-async def _append_event(session: AsyncSession, job_id: str, type: str, data: dict[str, Any]) -> JobEventView:
+async def _append_event(
+    session: AsyncSession,
+    job_id: str,
+    type: str,
+    data: dict[str, Any],
+    *,
+    fields: dict[str, Any] | None = None,
+) -> JobEventView:
+    """Append one event; `fields` (column values or expressions) go into the same UPDATE of the job row."""
     # Taking the next number with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
     # (SQLite) until commit, so concurrent appends queue up and the numbers have no gaps or repeats.
+    # Core statements on the session's connection: the ORM's unit of work costs more than the two statements.
+    await session.flush()  # pending ORM changes of this transaction first, as an ORM statement would
+    conn = await session.connection()
+    values = {**(fields or {}), "last_seq": JOBS.c.last_seq + 1, "updated_at": utcnow()}
     seq = (
-        await session.execute(
-            update(Job).where(Job.id == job_id).values(last_seq=Job.last_seq + 1).returning(Job.last_seq)
+        await conn.execute(
+            update(JOBS).where(JOBS.c.id == job_id).values(**values).returning(JOBS.c.last_seq)
         )
     ).scalar_one_or_none()
     if seq is None:
         raise JobNotFound(job_id)
-    session.add(JobEvent(job_id=job_id, seq=seq, type=type, data=data))
-    await session.flush()
+    await conn.execute(insert(JOB_EVENTS).values(job_id=job_id, seq=seq, type=type, data=data))
     return JobEventView(seq=seq, type=type, data=data)

@@ -19,7 +19,6 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from engine import events
 from engine.budget import BudgetGuard
 from engine.errors import PermanentFailure, TransientFailure
 from engine.models import CostEntry
@@ -29,7 +28,6 @@ from engine.tokens import count_message_tokens
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 CheckCancel = Callable[[], Awaitable[None]]
 
 BACKOFF_BASE_SECONDS = 0.5
@@ -77,8 +75,14 @@ def make_openai_client(settings: Settings) -> AsyncOpenAI:
     )
 
 
+RecordCost = Callable[[CostEntry, dict[str, Any]], Awaitable[Any]]
+
+
 class LLMClient:
-    """One job's LLM access: guard → call (with retries) → cost entry + `llm_call` event."""
+    """One job's LLM access: guard → call (with retries) → cost entry + `llm_call` event.
+
+    `record_cost(entry, data)` stores the cost entry and the `llm_call` event with `data` (one transaction)
+    and shows the event; `check_cancel` runs between retries."""
 
     def __init__(
         self,
@@ -87,9 +91,8 @@ class LLMClient:
         job_id: str,
         repo: str,
         guard: BudgetGuard,
-        emit: Emit,
         check_cancel: CheckCancel,
-        record_cost: Callable[[CostEntry], Awaitable[None]],
+        record_cost: RecordCost,
         client: AsyncOpenAI | None = None,
         prices: PriceBook | None = None,
     ) -> None:
@@ -97,7 +100,6 @@ class LLMClient:
         self.job_id = job_id
         self.repo = repo
         self.guard = guard
-        self.emit = emit
         self.check_cancel = check_cancel
         self.record_cost = record_cost
         self.client = client or make_openai_client(settings)
@@ -123,7 +125,7 @@ class LLMClient:
         model = self.model_for(role)
         price = self.prices.price(model)
         messages = self.scrub(messages)
-        await self.check_cancel()
+        # The guard reads the job row fresh, cancel flag included: a cancel stops the job before this call.
         await self.guard.check(
             model=model,
             price=price,
@@ -140,6 +142,7 @@ class LLMClient:
         tokens_in = usage.prompt_tokens if usage else count_message_tokens(messages, tools or ())
         tokens_out = usage.completion_tokens if usage else max_tokens
         usd = price.usd(tokens_in, tokens_out)
+        # The cost entry, the job's totals and the `llm_call` event: one transaction.
         await self.record_cost(
             CostEntry(
                 job_id=self.job_id,
@@ -151,10 +154,7 @@ class LLMClient:
                 usd=usd,
                 latency_ms=latency_ms,
                 repo=self.repo,
-            )
-        )
-        await self.emit(
-            events.LLM_CALL,
+            ),
             {
                 "role": role,
                 "model": model,

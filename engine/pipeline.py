@@ -70,9 +70,8 @@ async def run_pipeline(run: JobRun) -> None:
         job_id=job.id,
         repo=job.repo,
         guard=BudgetGuard(store, settings, job.id, budget_cap_usd=config.budget_usd),
-        emit=run.emit,
         check_cancel=run.check_cancel,
-        record_cost=store.add_cost,
+        record_cost=run.record_llm_call,
     )
     publisher = Publisher(run, host, repo=job.repo, branch=branch, base=base)
     try:

@@ -16,7 +16,7 @@ from engine import events, logctx
 from engine.caps import cap_refusal
 from engine.errors import JobCancelled, JobStopped, LimitReached, ReporterBehind, TransientFailure
 from engine.jobs import IllegalTransition, JobNotFound, JobStore
-from engine.models import Job, JobState
+from engine.models import CostEntry, Job, JobState
 from engine.ports import CodeHost, JobEventView, JobQueue, Reporter
 from engine.settings import Settings
 from engine.views import JobView
@@ -54,6 +54,12 @@ class JobRun:
         event = await self.store.append_event(self.job_id, type, data)
         await self.publish(event)
         return event
+
+    async def record_llm_call(self, entry: CostEntry, data: dict[str, Any]) -> None:
+        """The call's cost entry, the job's totals and its `llm_call` event in one transaction; then shown."""
+        event = await self.store.add_cost(entry, (events.LLM_CALL, data))
+        if event is not None:
+            await self.publish(event)
 
     async def set_phase(self, phase: str, data: dict[str, Any] | None = None) -> None:
         await self.publish(await self.store.set_phase(self.job_id, phase, data))
