@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from engine.db import SqliteWriter, session_scope
 from engine.models import Base, CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
@@ -81,6 +82,9 @@ class JobLimits:
 JOBS = Base.metadata.tables[Job.__tablename__]
 JOB_EVENTS = Base.metadata.tables[JobEvent.__tablename__]
 COST_ENTRIES = Base.metadata.tables[CostEntry.__tablename__]
+STEPS = Base.metadata.tables[Step.__tablename__]
+# Cancel flags this store has read, per job: (flag, when). An entry goes when its job ends.
+CANCEL_SEEN_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ class JobStore:
         self.defaults = defaults
         # On SQLite, new jobs are written in one hop to a thread of their own (engine/db.py).
         self.writer = writer
+        self._cancel_seen: dict[str, tuple[bool, float]] = {}
 
     @property
     def concurrent_writers(self) -> bool:
@@ -323,9 +328,24 @@ class JobStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    async def append_event(self, job_id: str, type: str, data: dict[str, Any] | None = None) -> JobEventView:
+    async def append_event(
+        self,
+        job_id: str,
+        type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+    ) -> JobEventView:
+        """Append one event; in the same transaction set the job's columns `fields` (never `state`) and
+        create or update the steps in `steps` ({index: columns})."""
+        if fields and "state" in fields:
+            raise ValueError("use transition() to change a job's state")
         async with session_scope(self.sessions) as session:
-            return await _append_event(session, job_id, type, data or {})
+            event = await self._append(session, job_id, type, data or {}, fields=fields)
+            for index, columns in (steps or {}).items():
+                await _save_step(await session.connection(), job_id, index, dict(columns))
+        return event
 
     async def transition(
         self,
@@ -338,45 +358,63 @@ class JobStore:
     ) -> JobEventView:
         """Move the job to `target` (validated) and record a `state` event, in one transaction."""
         async with session_scope(self.sessions) as session:
-            job = await session.get(Job, job_id, with_for_update=True)
-            if job is None:
+            conn = await session.connection()
+            row = (
+                await conn.execute(
+                    select(JOBS.c.state, JOBS.c.started_at).where(JOBS.c.id == job_id).with_for_update()
+                )
+            ).one_or_none()
+            if row is None:
                 raise JobNotFound(job_id)
-            current = JobState(job.state)
+            current = JobState(row.state)
             if target not in ALLOWED_TRANSITIONS[current]:
                 raise IllegalTransition(job_id, current, target)
             now = utcnow()
-            job.state = target.value
-            job.updated_at = now
+            fields: dict[str, Any] = {"state": target.value}
             if reason is not None:
-                job.failure_reason = reason
+                fields["failure_reason"] = reason
             if target is JobState.RUNNING:
-                job.attempts += 1
-                job.started_at = job.started_at or now
+                fields["attempts"] = JOBS.c.attempts + 1
+                if row.started_at is None:
+                    fields["started_at"] = now
             if target.terminal:
-                job.finished_at = now
-                job.phase = None
+                fields["finished_at"] = now
+                fields["phase"] = None
             elif phase is not None:
-                job.phase = phase
-            await session.flush()
+                fields["phase"] = phase
             payload = {"state": target.value, **({"reason": reason} if reason else {}), **(data or {})}
-            event = await _append_event(session, job_id, "state", payload)
+            # The state change and the event's number: one UPDATE of the job row.
+            event = await self._append(session, job_id, "state", payload, fields=fields)
+        if target.terminal:
+            self._cancel_seen.pop(job_id, None)
         log.info("job %s", target.value, extra={"job_id": job_id, "reason": reason})
         return event
 
-    async def set_phase(self, job_id: str, phase: str, data: dict[str, Any] | None = None) -> JobEventView:
-        async with session_scope(self.sessions) as session:
-            event = await _append_event(session, job_id, "phase", {"phase": phase, **(data or {})})
-            await session.execute(
-                update(Job).where(Job.id == job_id).values(phase=phase, updated_at=utcnow())
-            )
-            return event
+    async def set_phase(
+        self,
+        job_id: str,
+        phase: str,
+        data: dict[str, Any] | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+    ) -> JobEventView:
+        """Set the job's phase and append its `phase` event (plus `fields` and `steps`, as append_event)."""
+        return await self.append_event(
+            job_id,
+            "phase",
+            {"phase": phase, **(data or {})},
+            fields={**(fields or {}), "phase": phase},
+            steps=steps,
+        )
 
     async def update(self, job_id: str, **fields: Any) -> None:
         """Set plain columns of the job (plan, pr_url, branch, reporter_state, …); never `state`."""
         if "state" in fields:
             raise ValueError("use transition() to change a job's state")
         async with session_scope(self.sessions) as session:
-            await session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow(), **fields))
+            conn = await session.connection()
+            await conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(updated_at=utcnow(), **fields))
 
     async def merge_reporter_state(self, job_id: str, name: str, values: dict[str, Any]) -> None:
         async with session_scope(self.sessions) as session:
@@ -396,31 +434,67 @@ class JobStore:
             if JobState(job.state).terminal or job.cancel_requested:
                 return job, False
             job.cancel_requested = True
-            await _append_event(session, job_id, "cancel_requested", {"by": by})
+            await self._append(session, job_id, "cancel_requested", {"by": by})
         if JobState(job.state) is JobState.QUEUED:
             # A worker may have picked it up meanwhile; then it sees the flag at its next check.
             with contextlib.suppress(IllegalTransition):
                 await self.transition(job_id, JobState.CANCELLED, reason=f"cancelled by {by}")
         return await self.get(job_id), True
 
-    async def cancel_requested(self, job_id: str) -> bool:
+    async def cancel_requested(self, job_id: str, *, max_age_s: float = 0.0) -> bool:
+        """The job's cancel flag. With `max_age_s`, a value this store read from the job's row at most that
+        many seconds ago (every event appended and every budget check reads it too) answers without a read."""
+        if max_age_s > 0 and (seen := self._cancel_seen.get(job_id)) is not None:
+            flag, at = seen
+            if time.monotonic() - at <= max_age_s:
+                return flag
         async with self.sessions() as session:
-            value = await session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+            value = await session.scalar(select(JOBS.c.cancel_requested).where(JOBS.c.id == job_id))
+        self._saw_cancel(job_id, value)
         return bool(value)
+
+    def _saw_cancel(self, job_id: str, flag: bool | None) -> None:
+        if len(self._cancel_seen) >= CANCEL_SEEN_MAX and job_id not in self._cancel_seen:
+            self._cancel_seen.clear()  # jobs handed back without an end; a cleared entry only costs a read
+        self._cancel_seen[job_id] = (bool(flag), time.monotonic())
+
+    async def _append(
+        self,
+        session: AsyncSession,
+        job_id: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        fields: dict[str, Any] | None = None,
+    ) -> JobEventView:
+        """Append one event; `fields` (column values or expressions) go into the same UPDATE of the job row,
+        which also returns the cancel flag as of this write."""
+        # Taking the next number with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
+        # (SQLite) until commit, so concurrent appends queue up and the numbers have no gaps or repeats.
+        # Core statements on the session's connection: the ORM's unit of work costs more than the statements.
+        await session.flush()  # this transaction's pending ORM changes first, as an ORM statement would
+        conn = await session.connection()
+        values = {**(fields or {}), "last_seq": JOBS.c.last_seq + 1, "updated_at": utcnow()}
+        row = (
+            await conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id)
+                .values(**values)
+                .returning(JOBS.c.last_seq, JOBS.c.cancel_requested)
+            )
+        ).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        await conn.execute(insert(JOB_EVENTS).values(job_id=job_id, seq=row.last_seq, type=type, data=data))
+        self._saw_cancel(job_id, row.cancel_requested)
+        return JobEventView(seq=row.last_seq, type=type, data=data)
 
     # -- steps and costs --------------------------------------------------------------------------
 
     async def save_step(self, job_id: str, index: int, **fields: Any) -> None:
         """Create or update step `index` of the job."""
         async with session_scope(self.sessions) as session:
-            step = (
-                await session.scalars(select(Step).where(Step.job_id == job_id, Step.index == index))
-            ).first()
-            if step is None:
-                step = Step(job_id=job_id, index=index, title=fields.pop("title", f"Step {index + 1}"))
-                session.add(step)
-            for key, value in fields.items():
-                setattr(step, key, value)
+            await _save_step(await session.connection(), job_id, index, fields)
 
     async def add_cost(
         self, entry: CostEntry, event: tuple[str, dict[str, Any]] | None = None
@@ -442,7 +516,7 @@ class JobStore:
                 )
                 appended = None
             else:
-                appended = await _append_event(session, entry.job_id, event[0], event[1], fields=totals)
+                appended = await self._append(session, entry.job_id, event[0], event[1], fields=totals)
             await conn.execute(insert(COST_ENTRIES).values(**cost))
         return appended
 
@@ -453,30 +527,19 @@ class JobStore:
             row = (await session.execute(select(*columns).where(JOBS.c.id == job_id))).one_or_none()
         if row is None:
             raise JobNotFound(job_id)
+        self._saw_cancel(job_id, row.cancel_requested)
         return BudgetState(**row._asdict())
 
 
-async def _append_event(
-    session: AsyncSession,
-    job_id: str,
-    type: str,
-    data: dict[str, Any],
-    *,
-    fields: dict[str, Any] | None = None,
-) -> JobEventView:
-    """Append one event; `fields` (column values or expressions) go into the same UPDATE of the job row."""
-    # Taking the next number with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
-    # (SQLite) until commit, so concurrent appends queue up and the numbers have no gaps or repeats.
-    # Core statements on the session's connection: the ORM's unit of work costs more than the two statements.
-    await session.flush()  # pending ORM changes of this transaction first, as an ORM statement would
-    conn = await session.connection()
-    values = {**(fields or {}), "last_seq": JOBS.c.last_seq + 1, "updated_at": utcnow()}
-    seq = (
-        await conn.execute(
-            update(JOBS).where(JOBS.c.id == job_id).values(**values).returning(JOBS.c.last_seq)
-        )
-    ).scalar_one_or_none()
-    if seq is None:
-        raise JobNotFound(job_id)
-    await conn.execute(insert(JOB_EVENTS).values(job_id=job_id, seq=seq, type=type, data=data))
-    return JobEventView(seq=seq, type=type, data=data)
+async def _save_step(conn: AsyncConnection, job_id: str, index: int, fields: dict[str, Any]) -> None:
+    """Update step `index` of the job, or create it (titled "Step n" unless `fields` has a title)."""
+    where = (STEPS.c.job_id == job_id) & (STEPS.c.index == index)
+    if fields:
+        found = (
+            await conn.execute(update(STEPS).where(where).values(**fields).returning(STEPS.c.id))
+        ).first()
+    else:
+        found = (await conn.execute(select(STEPS.c.id).where(where))).first()
+    if found is None:
+        title = fields.pop("title", f"Step {index + 1}")
+        await conn.execute(insert(STEPS).values(job_id=job_id, index=index, title=title, **fields))

@@ -185,7 +185,7 @@ async def _run_step(jc: JobContext, plan: Plan, index: int) -> None:
     async def tool_tests() -> TestResult | None:
         if not jc.test_command:
             return None
-        await run.check_cancel()
+        await run.check_cancel_recent()
         return await _execute_tests(jc)
 
     async def remember(kind: str, text: str) -> None:
@@ -201,7 +201,7 @@ async def _run_step(jc: JobContext, plan: Plan, index: int) -> None:
             conventions=jc.conventions,
             tools=tools,
             run_tests=step_tests,
-            check_cancel=run.check_cancel,
+            check_cancel=run.check_cancel_recent,
             repair_rounds=run.settings.repair_rounds,
             max_turns=run.settings.coder_max_turns,
         )

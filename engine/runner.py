@@ -24,6 +24,8 @@ from engine.views import JobView
 log = logging.getLogger(__name__)
 
 Pipeline = Callable[["JobRun"], Awaitable[None]]
+# How old a read of the cancel flag may be for the checks between a model's tool calls and test runs.
+CANCEL_RECHECK_S = 1.0
 
 
 @dataclass
@@ -50,8 +52,16 @@ class JobRun:
         self.reporters = list(reporters)
         self.reporter_errors = 0
 
-    async def emit(self, type: str, data: dict[str, Any] | None = None) -> JobEventView:
-        event = await self.store.append_event(self.job_id, type, data)
+    async def emit(
+        self,
+        type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+    ) -> JobEventView:
+        """Append and show an event; `fields` (job columns) and `steps` are written in its transaction."""
+        event = await self.store.append_event(self.job_id, type, data, fields=fields, steps=steps)
         await self.publish(event)
         return event
 
@@ -61,8 +71,15 @@ class JobRun:
         if event is not None:
             await self.publish(event)
 
-    async def set_phase(self, phase: str, data: dict[str, Any] | None = None) -> None:
-        await self.publish(await self.store.set_phase(self.job_id, phase, data))
+    async def set_phase(
+        self,
+        phase: str,
+        data: dict[str, Any] | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+    ) -> None:
+        await self.publish(await self.store.set_phase(self.job_id, phase, data, fields=fields, steps=steps))
 
     async def publish(self, event: JobEventView) -> None:
         """Show `event` everywhere; a reporter that fails is logged and never fails the job."""
@@ -97,7 +114,15 @@ class JobRun:
                 )
 
     async def check_cancel(self) -> None:
+        """Raise JobCancelled when the job's cancel flag is set (read now): before a step or a plan."""
         if await self.store.cancel_requested(self.job_id):
+            raise JobCancelled("cancelled on request")
+
+    async def check_cancel_recent(self) -> None:
+        """check_cancel, answered by the flag as read within the last CANCEL_RECHECK_S seconds when there
+        is one: before a tool call or a test run, which follow the LLM call whose event just read it. The
+        next LLM call (its budget check) and the next step read the flag afresh."""
+        if await self.store.cancel_requested(self.job_id, max_age_s=CANCEL_RECHECK_S):
             raise JobCancelled("cancelled on request")
 
     async def view(self) -> JobView:

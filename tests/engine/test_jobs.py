@@ -144,6 +144,42 @@ async def test_cancelling_a_running_job_sets_the_flag_the_engine_checks(any_stor
     assert not again
 
 
+async def test_a_recent_read_of_the_cancel_flag_may_answer_a_fresh_read_always_reads(
+    any_store: JobStore,
+) -> None:
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING)
+    await any_store.append_event(job.id, "phase", {"phase": "coding"})  # reads the flag: not set
+    web = JobStore(any_store.sessions, LIMITS)  # another process: this store's reads do not see it
+
+    await web.request_cancel(job.id, by="mona")
+
+    assert not await any_store.cancel_requested(job.id, max_age_s=60), "answered by the read just made"
+    assert await any_store.cancel_requested(job.id), "without max_age_s the flag is read now"
+    again = JobStore(any_store.sessions, LIMITS)
+    await again.append_event(job.id, "phase", {"phase": "testing"})
+    assert await again.cancel_requested(job.id, max_age_s=60), "the event's write read the flag"
+    assert (await again.budget_state(job.id)).cancel_requested
+
+
+async def test_an_event_sets_columns_and_steps_in_its_own_transaction(any_store: JobStore) -> None:
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING, phase="preparing")
+
+    await any_store.set_phase(job.id, "planning", fields={"branch": "b"}, steps={0: {"title": "One"}})
+    await any_store.append_event(job.id, "plan", {}, steps={0: {"state": "running"}, 1: {}})
+
+    view = await any_store.view(job.id)
+    assert (view.phase, view.branch) == ("planning", "b")
+    assert [(s.index, s.title, s.state) for s in view.steps] == [
+        (0, "One", "running"),
+        (1, "Step 2", "pending"),
+    ]
+    assert [e.seq for e in view.events] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="transition"):
+        await any_store.append_event(job.id, "x", {}, fields={"state": "succeeded"})
+
+
 async def test_bad_requests_are_refused_before_anything_is_stored() -> None:
     with pytest.raises(ValueError, match="repo"):
         request(repo="not a repo")
