@@ -8,7 +8,7 @@ publishing side idempotent too.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from engine.sandbox import Sandbox
 from engine.testrun import TestResult, detect_test_command, run_tests
 from engine.tools import ToolBox
+from engine.views import JobView, StepView
 from engine.workspace import Workspace, Worktree, branch_name
 
 if TYPE_CHECKING:
@@ -46,16 +47,18 @@ class JobContext:
     conventions: str
     test_command: str | None
     publisher: Publisher
+    # The context engine's diagnostics on the job's row; only this run writes them, so they are kept here
+    # and written with each context event instead of read back first.
+    diagnostics: list[Any] = field(default_factory=list)
 
 
 async def run_pipeline(run: JobRun) -> None:
     store, settings = run.store, run.settings
-    job = await store.get(run.job_id)
+    job = run.job if run.job is not None else await store.get(run.job_id)
     rules = load_agent_rules()
-    await store.update(job.id, agents_md_hash=rules.sha256)
-    host = await run.deps.code_host_for(await store.view(job.id, with_events=False))
-
-    await run.set_phase("preparing")
+    await run.set_phase("preparing", fields={"agents_md_hash": rules.sha256})
+    # The code host is chosen by the job's repository and installation, which the row read says.
+    host = await run.deps.code_host_for(JobView.of(job, [], [], []))
     job = await _with_issue_text(run, job, host)
     remote = await host.remote(job.repo)
     default_branch = await host.default_branch(job.repo)
@@ -109,12 +112,19 @@ async def _work(
             conventions=conventions,
             test_command=config.test_command or detect_test_command(tree.path, agents_md),
             publisher=publisher,
+            diagnostics=list(job.context_diagnostics or []),
         )
         plan: Plan | None = None
         try:
-            plan = await _plan(jc)
+            plan, planned_now = await _plan(jc)
+            # A plan made just now has no step done; a resumed job's steps are read once, here.
+            saved = (
+                {}
+                if planned_now
+                else {s.index: s for s in (await run.store.view(job.id, with_events=False)).steps}
+            )
             for index in range(len(plan.steps)):
-                await _run_step(jc, plan, index)
+                await _run_step(jc, plan, index, saved.get(index))
         except LimitReached as exc:
             await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
             if plan is not None and await _committed_steps(jc):
@@ -128,10 +138,11 @@ async def _work(
         await publisher.sync_pr(plan, ready=True)
 
 
-async def _plan(jc: JobContext) -> Plan:
+async def _plan(jc: JobContext) -> tuple[Plan, bool]:
+    """The job's plan, and whether it was made just now."""
     job = jc.job
     if job.plan:  # a resumed job keeps the plan its done steps were made for
-        return Plan.model_validate(job.plan)
+        return Plan.model_validate(job.plan), False
     await jc.run.check_cancel()
     await jc.run.set_phase("planning")
     context = await _context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
@@ -139,23 +150,17 @@ async def _plan(jc: JobContext) -> Plan:
         jc.llm, jc.rules, conventions=jc.conventions, task=_task_text(job), context=context
     )
     data = plan.model_dump()
-    await jc.run.store.update(job.id, plan=data)
-    await jc.run.emit(events.PLAN, {"steps": data["steps"]})
-    for i, step in enumerate(plan.steps):
-        await jc.run.store.save_step(
-            job.id,
-            i,
-            title=step.title,
-            rationale=step.rationale,
-            acceptance=step.acceptance,
-            files=step.files,
-        )
-    return plan
+    steps = {
+        i: {"title": s.title, "rationale": s.rationale, "acceptance": s.acceptance, "files": s.files}
+        for i, s in enumerate(plan.steps)
+    }
+    # The plan, its event and its steps: one transaction.
+    await jc.run.emit(events.PLAN, {"steps": data["steps"]}, fields={"plan": data}, steps=steps)
+    return plan, True
 
 
-async def _run_step(jc: JobContext, plan: Plan, index: int) -> None:
+async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
     run, job, step = jc.run, jc.job, plan.steps[index]
-    saved = {s.index: s for s in (await run.store.view(job.id, with_events=False)).steps}.get(index)
     if (
         saved
         and saved.state == StepState.DONE
@@ -166,10 +171,8 @@ async def _run_step(jc: JobContext, plan: Plan, index: int) -> None:
         return
     await run.check_cancel()
     total = len(plan.steps)
-    await run.set_phase("coding", {"step": index + 1, "of": total})
-    await run.store.save_step(
-        job.id, index, title=step.title, state=StepState.RUNNING.value, started_at=utcnow(), error=None
-    )
+    running = {"title": step.title, "state": StepState.RUNNING.value, "started_at": utcnow(), "error": None}
+    await run.set_phase("coding", {"step": index + 1, "of": total}, steps={index: running})
     await run.emit(events.STEP_STARTED, {"index": index, "title": step.title})
     context = await _context(
         jc, query=f"{job.task}\n{step.title}\n{step.acceptance}", step_index=index, named=step.files
@@ -243,14 +246,12 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
     run = jc.run
     await run.set_phase("testing", {"step": index + 1, "of": total})
     result = await _execute_tests(jc)
-    await run.store.save_step(
-        jc.job.id,
-        index,
-        test_command=result.command,
-        test_output=result.output,
-        test_passed=result.passed,
-        repair_rounds=round_,
-    )
+    outcome = {
+        "test_command": result.command,
+        "test_output": result.output,
+        "test_passed": result.passed,
+        "repair_rounds": round_,
+    }
     await run.emit(
         events.TESTS,
         {
@@ -260,6 +261,7 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
             "round": round_,
             "tail": result.tail(30),
         },
+        steps={index: outcome},
     )
     return result
 
@@ -294,11 +296,9 @@ async def _context(jc: JobContext, *, query: str, step_index: int | None, named:
         "considered": diag.get("considered", diag.get("candidates_considered")),
         "tokens": ctx.tokens,
     }
-    await run.emit(events.CONTEXT, summary)
-    job = await run.store.get(jc.job.id)
-    # The job page shows the full diagnostics; the event carries only the summary.
-    full = {"step_index": step_index, **diag}
-    await run.store.update(jc.job.id, context_diagnostics=[*(job.context_diagnostics or []), full][-50:])
+    # The job page shows the full diagnostics (the row's column); the event carries only the summary.
+    jc.diagnostics = [*jc.diagnostics, {"step_index": step_index, **diag}][-50:]
+    await run.emit(events.CONTEXT, summary, fields={"context_diagnostics": jc.diagnostics})
     return ctx.text
 
 

@@ -51,8 +51,7 @@ class Publisher:
 
     async def push(self, tree: Worktree) -> str:
         sha = await tree.push()
-        await self.run.store.update(self.run.job_id, head_sha=sha)
-        await self.run.emit(events.PUSHED, {"branch": self.branch, "head_sha": sha})
+        await self.run.emit(events.PUSHED, {"branch": self.branch, "head_sha": sha}, fields={"head_sha": sha})
         return sha
 
     async def sync_pr(self, plan: Plan, *, ready: bool, note: str | None = None) -> PullRequest | None:
@@ -71,8 +70,9 @@ class Publisher:
             pr = await self.host.update_pull_request(
                 self.repo, pr.number, body=body, draft=False if ready and pr.draft else None
             )
-        await self.run.store.update(self.run.job_id, pr_number=pr.number, pr_url=pr.url)
         await self.run.emit(
-            events.PR, {"number": pr.number, "url": pr.url, "draft": pr.draft, "created": created}
+            events.PR,
+            {"number": pr.number, "url": pr.url, "draft": pr.draft, "created": created},
+            fields={"pr_number": pr.number, "pr_url": pr.url},
         )
         return pr

@@ -44,13 +44,18 @@ class EngineDeps:
 class JobRun:
     """One execution of one job: emits events to the store and every reporter, and checks for cancel."""
 
-    def __init__(self, job_id: str, deps: EngineDeps, reporters: Sequence[Reporter]) -> None:
+    def __init__(
+        self, job_id: str, deps: EngineDeps, reporters: Sequence[Reporter], job: Job | None = None
+    ) -> None:
         self.job_id = job_id
         self.deps = deps
         self.store = deps.store
         self.settings = deps.settings
         self.reporters = list(reporters)
         self.reporter_errors = 0
+        # The job's row as the runner read it when it claimed the job: what the pipeline starts from (its
+        # request, plan, branch, …); state, phase and counters in it are not kept up to date.
+        self.job = job
 
     async def emit(
         self,
@@ -151,8 +156,8 @@ async def _run_job(job_id: str, deps: EngineDeps) -> JobState:
 
 async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobState) -> JobState:
     store = deps.store
-    view = await store.view(job_id, with_events=False)
-    run = JobRun(job_id, deps, deps.reporters_for(view))
+    # Reporters are chosen by the job's origin and repository: the row just read says which.
+    run = JobRun(job_id, deps, deps.reporters_for(JobView.of(job, [], [], [])), job)
     if job.cancel_requested:
         return await _finish(run, JobState.CANCELLED, "cancelled before it started")
     if state is JobState.QUEUED:
