@@ -18,7 +18,7 @@ import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import PermanentFailure, TransientFailure
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 AUTHOR = ("autodev", "autodev@users.noreply.localhost")
 DIFF_MAX_CHARS = 200_000
 SIZE_FILE = "autodev-size"
+FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 
 
 class GitError(Exception):
@@ -86,6 +87,10 @@ class Worktree:
     branch: str
     base: str
     remote: GitRemote
+    # What this object did, so that it need not ask git again: the last commit it made (with its diff)
+    # and the last commit it pushed. Every git call is a process start, on the worker's event loop.
+    _committed: tuple[str, str] | None = field(default=None, repr=False)
+    _pushed: str | None = field(default=None, repr=False)
 
     async def head(self) -> str:
         return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
@@ -107,20 +112,33 @@ class Worktree:
             "commit", "--allow-empty", "--no-verify", "-m", message,
             cwd=self.path,
         )  # fmt: skip
-        return await self.head()
+        # The new commit's id and its diff in one call (the caller stores the diff next).
+        shown = await git("show", "--format=%H", "--no-color", "HEAD", cwd=self.path)
+        sha, _, rest = shown.partition("\n")
+        self._committed = (sha, rest[1:] if rest.startswith("\n") else rest)
+        return sha
 
     async def diff(self, sha: str) -> str:
-        text = await git("show", "--format=", "--no-color", sha, cwd=self.path)
+        if self._committed is not None and self._committed[0] == sha:
+            text = self._committed[1]
+        else:
+            text = await git("show", "--format=", "--no-color", sha, cwd=self.path)
         return text if len(text) <= DIFF_MAX_CHARS else text[:DIFF_MAX_CHARS] + "\n[diff truncated]\n"
 
     async def push(self) -> str:
-        """Push the branch; pushing commits the remote already has is a no-op."""
+        """Push the branch up to the last commit made here (HEAD when none was); returns that commit.
+        Pushing commits the remote already has is a no-op, and the commit this object pushed last is not
+        pushed again."""
+        sha = self._committed[0] if self._committed is not None else await self.head()
+        if sha == self._pushed:
+            return sha
         try:
-            await git("push", "--porcelain", self.remote.url, f"HEAD:refs/heads/{self.branch}",
+            await git("push", "--porcelain", self.remote.url, f"{sha}:refs/heads/{self.branch}",
                       cwd=self.path, remote=self.remote)  # fmt: skip
         except GitError as exc:
             raise TransientFailure(f"pushing {self.branch} failed: {exc}") from exc
-        return await self.head()
+        self._pushed = sha
+        return sha
 
 
 class Workspace:
@@ -140,10 +158,8 @@ class Workspace:
             try:
                 if not (mirror / "HEAD").exists():
                     await git("init", "--bare", "--quiet", str(mirror))
-                    await git("remote", "add", "origin", remote.url, cwd=mirror)
-                else:
-                    await git("remote", "set-url", "origin", remote.url, cwd=mirror)
-                await git("fetch", "--prune", "--quiet", "origin", cwd=mirror, remote=remote)
+                # From the URL with origin's refspec: no remote to configure (or re-point) first.
+                await git("fetch", "--prune", "--quiet", remote.url, FETCH_REFSPEC, cwd=mirror, remote=remote)
             except GitError as exc:
                 raise TransientFailure(f"fetching {repo} failed: {exc}") from exc
             (mirror / "autodev-last-used").write_text(str(time.time()))
@@ -153,11 +169,13 @@ class Workspace:
         return mirror
 
     async def remote_has_branch(self, mirror: Path, branch: str) -> bool:
-        try:
-            await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=mirror)
-        except GitError:
-            return False
-        return True
+        return branch in await self.remote_branches(mirror, branch)
+
+    async def remote_branches(self, mirror: Path, *names: str) -> set[str]:
+        """Which of the branches `names` the mirror holds from the remote (one git call for all)."""
+        refs = [f"refs/remotes/origin/{name}" for name in names]
+        listed = set((await git("for-each-ref", "--format=%(refname)", *refs, cwd=mirror)).split())
+        return {name for name, ref in zip(names, refs, strict=True) if ref in listed}
 
     async def read_file(self, mirror: Path, branch: str, path: str) -> str | None:
         try:
@@ -170,16 +188,22 @@ class Workspace:
         self, mirror: Path, job_id: str, *, branch: str, base: str, remote: GitRemote
     ) -> AsyncIterator[Worktree]:
         """A fresh worktree on `branch`: continued from the remote's branch when it exists, else from base."""
-        start = branch if await self.remote_has_branch(mirror, branch) else base
-        if not await self.remote_has_branch(mirror, start):
+        found = await self.remote_branches(mirror, branch, base)
+        start = branch if branch in found else base
+        if start not in found:
             raise PermanentFailure(f"the base branch {start!r} does not exist in the repository")
         path = self.root / "jobs" / job_id
+        add = ("worktree", "add", "--quiet", "-B", branch, str(path), f"origin/{start}")
         async with _locked(mirror):
             if path.exists():  # a previous attempt of this job died here
                 await _remove_worktree(mirror, path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            await git("worktree", "prune", cwd=mirror)
-            await git("worktree", "add", "--quiet", "-B", branch, str(path), f"origin/{start}", cwd=mirror)
+            try:
+                await git(*add, cwd=mirror)
+            except GitError:
+                # A worktree whose folder is gone may still hold the branch or the path: forget those, again.
+                await git("worktree", "prune", cwd=mirror)
+                await git(*add, cwd=mirror)
         try:
             yield Worktree(path, mirror, branch, base, remote)
         finally:

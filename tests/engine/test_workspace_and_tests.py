@@ -54,6 +54,44 @@ async def test_a_reused_mirror_is_fetched_not_cloned_and_the_worktree_is_removed
     assert str(project) not in git(mirror, "config", "--list").replace(f"remote.origin.url={project}", "")
 
 
+async def test_a_worktree_commit_gives_its_diff_and_is_pushed_once(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(project), str(bare))
+    workspace = Workspace(make_settings(tmp_path))
+    remote = GitRemote(url=str(bare))
+    mirror = await workspace.sync("acme/p", remote)
+    async with workspace.worktree(mirror, "job1", branch="autodev/x", base="main", remote=remote) as tree:
+        (tree.path / "new.txt").write_text("new\n")
+        sha = await tree.commit("Add new.txt", ["new.txt"])
+        empty = await tree.commit("Nothing", [])
+
+        assert empty == await tree.head() and sha != empty
+        assert await tree.diff(empty) == ""
+        assert await tree.diff(sha) == git(tree.path, "show", "--format=", "--no-color", sha)
+        assert "+new" in await tree.diff(sha)
+        assert await tree.push() == empty == await tree.push()
+    assert git(bare, "rev-parse", "refs/heads/autodev/x").strip() == empty
+
+
+async def test_a_worktree_left_registered_without_its_folder_does_not_block_the_branch(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    project = make_project(tmp_path / "p")
+    workspace = Workspace(make_settings(tmp_path))
+    remote = GitRemote(url=str(project))
+    mirror = await workspace.sync("acme/p", remote)
+    gone = tmp_path / "gone"
+    git(mirror, "worktree", "add", "--quiet", "-B", "autodev/y", str(gone), "origin/main")
+    shutil.rmtree(gone)  # a worker died and its folder was cleaned away; git still lists the worktree
+
+    async with workspace.worktree(mirror, "job2", branch="autodev/y", base="main", remote=remote) as tree:
+        assert (tree.path / "calc.py").is_file()
+    assert "gone" not in git(mirror, "worktree", "list")
+
+
 async def test_the_mirror_cache_evicts_the_least_recently_used_repository(tmp_path: Path) -> None:
     one, two = make_project(tmp_path / "one"), make_project(tmp_path / "two")
     workspace = Workspace(make_settings(tmp_path, mirror_cache_max_bytes=1))
