@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from engine.db import SqliteWriter, session_scope
+from engine.errors import JobCancelled
 from engine.models import Base, CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
 from engine.ports import JobEventView
 from engine.views import JobView
@@ -339,13 +340,29 @@ class JobStore:
     ) -> JobEventView:
         """Append one event; in the same transaction set the job's columns `fields` (never `state`) and
         create or update the steps in `steps` ({index: columns})."""
+        (event,) = await self.append_events(job_id, [(type, data or {})], fields=fields, steps=steps)
+        return event
+
+    async def append_events(
+        self,
+        job_id: str,
+        new: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+        unless_cancelled: bool = False,
+    ) -> list[JobEventView]:
+        """Append events (numbered in order) with `fields` and `steps` as append_event, in one transaction.
+        With `unless_cancelled`, nothing is written when the job's cancel flag is set: JobCancelled."""
         if fields and "state" in fields:
             raise ValueError("use transition() to change a job's state")
         async with session_scope(self.sessions) as session:
-            event = await self._append(session, job_id, type, data or {}, fields=fields)
+            appended = await self._append_many(
+                session, job_id, new, fields=fields, unless_cancelled=unless_cancelled
+            )
             for index, columns in (steps or {}).items():
                 await _save_step(await session.connection(), job_id, index, dict(columns))
-        return event
+        return appended
 
     async def transition(
         self,
@@ -467,27 +484,46 @@ class JobStore:
         *,
         fields: dict[str, Any] | None = None,
     ) -> JobEventView:
-        """Append one event; `fields` (column values or expressions) go into the same UPDATE of the job row,
-        which also returns the cancel flag as of this write."""
-        # Taking the next number with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
+        (event,) = await self._append_many(session, job_id, [(type, data)], fields=fields)
+        return event
+
+    async def _append_many(
+        self,
+        session: AsyncSession,
+        job_id: str,
+        new: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        fields: dict[str, Any] | None = None,
+        unless_cancelled: bool = False,
+    ) -> list[JobEventView]:
+        """Append events; `fields` (column values or expressions) go into the same UPDATE of the job row,
+        which also returns the cancel flag as of this write (and, `unless_cancelled`, writes nothing when
+        it is set: JobCancelled)."""
+        # Taking the next numbers with an UPDATE … RETURNING locks the job row (PostgreSQL) or the database
         # (SQLite) until commit, so concurrent appends queue up and the numbers have no gaps or repeats.
         # Core statements on the session's connection: the ORM's unit of work costs more than the statements.
         await session.flush()  # this transaction's pending ORM changes first, as an ORM statement would
         conn = await session.connection()
-        values = {**(fields or {}), "last_seq": JOBS.c.last_seq + 1, "updated_at": utcnow()}
+        values = {**(fields or {}), "last_seq": JOBS.c.last_seq + len(new), "updated_at": utcnow()}
+        where = JOBS.c.id == job_id
+        if unless_cancelled:
+            where &= JOBS.c.cancel_requested.is_(False)
         row = (
             await conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id)
-                .values(**values)
-                .returning(JOBS.c.last_seq, JOBS.c.cancel_requested)
+                update(JOBS).where(where).values(**values).returning(JOBS.c.last_seq, JOBS.c.cancel_requested)
             )
         ).one_or_none()
         if row is None:
-            raise JobNotFound(job_id)
-        await conn.execute(insert(JOB_EVENTS).values(job_id=job_id, seq=row.last_seq, type=type, data=data))
+            flag = await conn.scalar(select(JOBS.c.cancel_requested).where(JOBS.c.id == job_id))
+            if flag is None:
+                raise JobNotFound(job_id)
+            self._saw_cancel(job_id, flag)
+            raise JobCancelled("cancelled on request")
+        first = row.last_seq - len(new) + 1
+        rows = [{"job_id": job_id, "seq": first + i, "type": t, "data": d} for i, (t, d) in enumerate(new)]
+        await conn.execute(insert(JOB_EVENTS), rows)
         self._saw_cancel(job_id, row.cancel_requested)
-        return JobEventView(seq=row.last_seq, type=type, data=data)
+        return [JobEventView(seq=r["seq"], type=r["type"], data=r["data"]) for r in rows]
 
     # -- steps and costs --------------------------------------------------------------------------
 

@@ -143,8 +143,7 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
     job = jc.job
     if job.plan:  # a resumed job keeps the plan its done steps were made for
         return Plan.model_validate(job.plan), False
-    await jc.run.check_cancel()
-    await jc.run.set_phase("planning")
+    await jc.run.set_phase("planning", unless_cancelled=True)
     context = await _context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
     plan = await make_plan(
         jc.llm, jc.rules, conventions=jc.conventions, task=_task_text(job), context=context
@@ -169,11 +168,16 @@ async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | No
     ):
         log.info("step %d already done; skipping", index, extra={"job_id": job.id})
         return
-    await run.check_cancel()
     total = len(plan.steps)
     running = {"title": step.title, "state": StepState.RUNNING.value, "started_at": utcnow(), "error": None}
-    await run.set_phase("coding", {"step": index + 1, "of": total}, steps={index: running})
-    await run.emit(events.STEP_STARTED, {"index": index, "title": step.title})
+    # A cancel stops the job here, before the step starts: the write below checks the flag and does nothing.
+    await run.set_phase(
+        "coding",
+        {"step": index + 1, "of": total},
+        steps={index: running},
+        then=[(events.STEP_STARTED, {"index": index, "title": step.title})],
+        unless_cancelled=True,
+    )
     context = await _context(
         jc, query=f"{job.task}\n{step.title}\n{step.acceptance}", step_index=index, named=step.files
     )

@@ -83,8 +83,23 @@ class JobRun:
         *,
         fields: dict[str, Any] | None = None,
         steps: dict[int, dict[str, Any]] | None = None,
+        then: Sequence[tuple[str, dict[str, Any]]] = (),
+        unless_cancelled: bool = False,
     ) -> None:
-        await self.publish(await self.store.set_phase(self.job_id, phase, data, fields=fields, steps=steps))
+        """Enter `phase` (its event, then the events `then`), with `fields` and `steps`, in one transaction.
+
+        `unless_cancelled`: the write reads the cancel flag afresh and, when it is set, writes nothing and
+        raises JobCancelled; the check before a plan or a step costs no read of its own."""
+        new = [(events.PHASE, {"phase": phase, **(data or {})}), *then]
+        appended = await self.store.append_events(
+            self.job_id,
+            new,
+            fields={**(fields or {}), "phase": phase},
+            steps=steps,
+            unless_cancelled=unless_cancelled,
+        )
+        for event in appended:
+            await self.publish(event)
 
     async def publish(self, event: JobEventView) -> None:
         """Show `event` everywhere; a reporter that fails is logged and never fails the job."""

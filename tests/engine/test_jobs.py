@@ -180,6 +180,31 @@ async def test_an_event_sets_columns_and_steps_in_its_own_transaction(any_store:
         await any_store.append_event(job.id, "x", {}, fields={"state": "succeeded"})
 
 
+async def test_events_written_unless_cancelled_are_not_written_once_it_is(any_store: JobStore) -> None:
+    from engine.errors import JobCancelled
+
+    job, _ = await any_store.submit(request())
+    await any_store.transition(job.id, JobState.RUNNING)
+    both = await any_store.append_events(
+        job.id, [("phase", {"phase": "coding"}), ("step_started", {"index": 0})], unless_cancelled=True
+    )
+    assert [(e.seq, e.type) for e in both] == [(3, "phase"), (4, "step_started")]
+    await JobStore(any_store.sessions, LIMITS).request_cancel(job.id, by="mona")
+
+    with pytest.raises(JobCancelled):
+        await any_store.append_events(
+            job.id,
+            [("phase", {"phase": "coding"})],
+            fields={"phase": "coding"},
+            steps={1: {}},
+            unless_cancelled=True,
+        )
+
+    view = await any_store.view(job.id)
+    assert [e.type for e in view.events][-1] == "cancel_requested" and view.steps == []
+    assert await any_store.cancel_requested(job.id, max_age_s=60), "the refused write read the flag"
+
+
 async def test_bad_requests_are_refused_before_anything_is_stored() -> None:
     with pytest.raises(ValueError, match="repo"):
         request(repo="not a repo")
