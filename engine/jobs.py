@@ -224,7 +224,10 @@ class JobStore:
             events.append(self._submitted_event(row["id"], request))
             answers.append((row["id"], True))
         if rows:
-            conn.execute(insert(JOBS), rows)
+            # In key order: two batches holding the same new keys (PostgreSQL, several commits in flight)
+            # then wait on each other in one order, and the later one fails on the unique key and settles
+            # one by one, instead of each holding a key the other needs (a deadlock).
+            conn.execute(insert(JOBS), sorted(rows, key=lambda row: str(row["dedupe_key"])))
             conn.execute(insert(JOB_EVENTS), events)
         return answers, rows
 
