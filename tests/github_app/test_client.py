@@ -83,14 +83,18 @@ async def api_server() -> AsyncIterator[Seen]:
         await runner.cleanup()
 
 
+def app_api(tmp_path: Path, private_key: str, server: Seen, *, app_id: int) -> GitHubApi:
+    settings = make_settings(
+        tmp_path, github_app_id=app_id, github_private_key=private_key, github_api_url=server.url
+    )
+    return GitHubApi(settings, None)
+
+
 async def test_a_process_reuses_one_connection_for_its_github_calls(
     tmp_path: Path, private_key: str, api_server: Seen
 ) -> None:
     """githubkit makes a client per call; the shared transport keeps the connection (and TLS setup) alive."""
-    settings = make_settings(
-        tmp_path, github_app_id=1, github_private_key=private_key, github_api_url=api_server.url
-    )
-    api = GitHubApi(settings, None)
+    api = app_api(tmp_path, private_key, api_server, app_id=1)
     try:
         for _ in range(3):
             await api.request(7, "GET", "/repos/octo/hello")
@@ -107,10 +111,7 @@ async def test_the_app_signs_its_jwt_with_its_private_key(
     tmp_path: Path, private_key: str, api_server: Seen
 ) -> None:
     """The key is parsed once at start; the JWT GitHub receives is still signed by it, as the App."""
-    settings = make_settings(
-        tmp_path, github_app_id=4242, github_private_key=private_key, github_api_url=api_server.url
-    )
-    api = GitHubApi(settings, None)
+    api = app_api(tmp_path, private_key, api_server, app_id=4242)
     try:
         await api.request(None, "GET", "/app")
         await api.request(7, "GET", "/repos/octo/hello")
