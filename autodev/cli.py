@@ -18,15 +18,21 @@ in Slack, or comment `@<app> revise <instructions>` on a PR. Configuration comes
 """
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run the service on uvloop where it is installed (uvicorn[standard] brings it; uvicorn itself would
-    pick it), else on asyncio's own loop: one web process takes ~15 % more webhooks a second on uvloop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+def run_loop(main: Coroutine[Any, Any, None], *, uvloop_if_installed: bool) -> None:
+    """Run the service's loop. The web process runs on uvloop where it is installed (uvicorn[standard]
+    brings it, and uvicorn would pick it itself): ~15 % more webhooks a second. A process with a worker
+    stays on asyncio's loop: uvloop's start of a child process costs 2.7 ms of CPU in a 150 MB process
+    against 0.35 ms for asyncio's, and a job starts ~30 (git, the tests) — on uvloop the worker's CPU per
+    job went 0.18 -> 0.29 s (docs/benchmarks.md)."""
+    if uvloop_if_installed:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=getattr(args, "port", 8000),
                 web=args.command != "worker",
                 worker=args.command != "web",
-            )
+            ),
+            uvloop_if_installed=args.command == "web",
         )
         return 0
     if args.command == "migrate":
