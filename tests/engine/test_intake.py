@@ -28,7 +28,7 @@ async def store_and_commits(any_database_url: str) -> AsyncIterator[tuple[JobSto
     def _count(_conn: Any) -> None:
         commits.append(1)
 
-    for sync_engine in (engine.sync_engine, *([writer.engine] if writer else [])):
+    for sync_engine in (engine.sync_engine, *([writer.engine, writer.loop_engine] if writer else [])):
         event.listen(sync_engine, "commit", _count)
     store = JobStore(make_sessionmaker(engine), LIMITS, writer=writer)
     yield store, commits
