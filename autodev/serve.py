@@ -22,7 +22,7 @@ from autodev.app import create_app
 from autodev.runtime import Runtime
 from engine.db import upgrade
 from engine.settings import Settings
-from workers.settings import worker_options
+from workers.settings import AutodevWorker, worker_options
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_worker(runtime: Runtime, *, burst: bool = False) -> Worker:
-    return Worker(
+def build_worker(runtime: Runtime, *, burst: bool = False) -> AutodevWorker:
+    return AutodevWorker(
         **worker_options(runtime.settings, burst=burst),
         redis_pool=runtime.redis,
         ctx={"deps": runtime.engine_deps(), "queue": runtime.queue},

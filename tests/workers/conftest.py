@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 
 from engine.jobs import JobStore
 from engine.runner import EngineDeps, Pipeline
 from engine.settings import Settings
 from workers.queue import ArqJobQueue, connect
-from workers.settings import worker_options
+from workers.settings import AutodevWorker, worker_options
 
 
 @pytest.fixture
@@ -37,9 +36,9 @@ def worker_ctx(
 
 def burst_worker(
     settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline | None = None
-) -> Worker:
+) -> AutodevWorker:
     """A worker that runs what is queued and stops, without the reconciler's cron."""
-    return Worker(
+    return AutodevWorker(
         **worker_options(settings, burst=True, reconciler=False),
         redis_pool=pool,
         ctx=worker_ctx(settings, store, pool, pipeline),

@@ -14,9 +14,9 @@ from engine.models import JobState
 from engine.runner import JobRun
 from engine.settings import Settings
 from tests.conftest import make_settings
-from tests.workers.conftest import burst_worker
+from tests.workers.conftest import burst_worker, worker_ctx
 from workers.queue import ArqJobQueue
-from workers.settings import worker_options
+from workers.settings import AutodevWorker, worker_options
 
 
 async def submit(store: JobStore, key: str = "k1") -> str:
@@ -173,3 +173,37 @@ def test_an_idle_worker_looks_at_the_queue_as_often_as_configured(tmp_path: Path
     """The poll delay bounds how long a new job waits for an idle worker (issue 9: first sign of life)."""
     assert worker_options(make_settings(tmp_path))["poll_delay"] == 0.05
     assert worker_options(make_settings(tmp_path, worker_poll_delay_s=0.5))["poll_delay"] == 0.5
+
+
+async def test_polls_do_not_ask_redis_about_jobs_this_worker_is_running(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    """ARQ keeps a running job in its queue; each poll used to ask Redis (WATCH, EXISTS, ZSCORE) whether
+    every one of them was already running. This worker knows its own."""
+    release, all_running = asyncio.Event(), asyncio.Event()
+    running: set[str] = set()
+
+    async def pipeline(run: JobRun) -> None:
+        running.add(run.job_id)
+        if len(running) == 3:
+            all_running.set()
+        await release.wait()
+
+    for n in range(3):
+        await ArqJobQueue(pool).enqueue(await submit(store, f"k{n}"))
+    worker = AutodevWorker(
+        **worker_options(settings, reconciler=False) | {"max_jobs": 5, "poll_delay": 0.02},
+        redis_pool=pool,
+        ctx=worker_ctx(settings, store, pool, pipeline),
+    )
+    main = asyncio.create_task(worker.main())
+    await asyncio.wait_for(all_running.wait(), 10)
+    await pool.config_resetstat()
+    await asyncio.sleep(0.3)  # ~15 polls with two slots free
+    watches = (await pool.info("commandstats")).get("cmdstat_watch", {}).get("calls", 0)
+    release.set()
+    await asyncio.wait(list(worker.tasks.values()), timeout=10)
+    main.cancel()
+    await asyncio.gather(main, return_exceptions=True)
+    assert watches == 0, f"{watches} WATCHes for jobs this worker runs"
+    assert worker.jobs_complete == 3
