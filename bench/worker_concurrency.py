@@ -119,6 +119,8 @@ def llm_answer(body: dict[str, Any], steps: int) -> tuple[dict[str, Any], str]:
 async def serve_llm(delay: float, steps: int) -> None:
     from aiohttp import web
 
+    from tests.support.fake_llm import chat_completion
+
     served: dict[str, Served] = {}
 
     async def chat(request: web.Request) -> web.Response:
@@ -133,22 +135,7 @@ async def serve_llm(delay: float, steps: int) -> None:
         record.calls += 1
         record.roles[role] = record.roles.get(role, 0) + 1
         record.seconds += time.monotonic() - began
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{tag.group(1)}-{record.calls}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "unknown"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050},
-            }
-        )
+        return chat_completion(f"chatcmpl-{tag.group(1)}-{record.calls}", body, message, 1000, 50)
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({k: v.__dict__ for k, v in served.items()})

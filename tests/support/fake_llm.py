@@ -124,26 +124,7 @@ class FakeLLM:
             max(1, len(json.dumps(body)) // 4),
             max(1, len(json.dumps(message)) // 4),
         )
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "unknown"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if reply.tool_calls else "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": tokens_in,
-                    "completion_tokens": tokens_out,
-                    "total_tokens": tokens_in + tokens_out,
-                },
-            }
-        )
+        return chat_completion(f"chatcmpl-{len(self.requests)}", body, message, tokens_in, tokens_out)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -164,6 +145,32 @@ class FakeLLM:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+
+def chat_completion(
+    completion_id: str, request: dict[str, Any], message: dict[str, Any], tokens_in: int, tokens_out: int
+) -> web.Response:
+    """An OpenAI chat completion answering `request` with `message` (also for bench/worker_concurrency.py)."""
+    return web.json_response(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "unknown"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": tokens_in,
+                "completion_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
+            },
+        }
+    )
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
