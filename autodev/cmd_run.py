@@ -44,12 +44,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_local(settings: Settings, repo: Path, task: str, budget: float | None) -> int:
-    from engine.db import make_engine, make_sessionmaker, upgrade
     from engine.errors import TransientFailure
-    from engine.jobs import JobLimits, JobRequest, JobStore
-    from engine.local_host import LocalCodeHost
-    from engine.models import JobState
-    from engine.runner import EngineDeps, fail_job, run_job
+    from engine.pipeline.run import EngineDeps, fail_job, run_job
+    from engine.store.db import make_engine, make_sessionmaker, upgrade
+    from engine.store.jobs import JobLimits, JobRequest, JobStore
+    from engine.store.models import JobState
+    from engine.workspace.local_host import LocalCodeHost
 
     await upgrade(settings.database_url)
     engine = make_engine(settings.database_url)

@@ -20,6 +20,7 @@ Each event is a row (seq, type, data). Types and their data:
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
+- retrying       {reason, in_seconds}                     a transient failure: the queue runs the job again
 """
 
 from __future__ import annotations
@@ -42,5 +43,6 @@ CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
+RETRYING = "retrying"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

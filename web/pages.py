@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from engine.actions import ActionRefused, cancel_job, retry_job
-from engine.jobs import JobNotFound
-from engine.models import JobKind, JobState
+from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
+from engine.store.jobs import JobNotFound
+from engine.store.models import JobKind, JobState
 from engine.views import JobView
 from web.access import OPERATOR_COOKIE, safe_next
 from web.context import WebContext

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.errors import PermanentFailure, TransientFailure
-from engine.jobs import JobRequest, JobStore
 from engine.ports import CodeHost
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
 from github_app import GitHubApp, GitHubCodeHost
 from tests.github_app.conftest import INSTALLATION
 from tests.support.fake_github import FakeGitHub

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from github_app import GitHubApp
 from tests.conftest import make_settings
 from tests.github_app.conftest import http_client

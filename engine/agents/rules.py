@@ -1,0 +1,61 @@
+"""The agents' roles and rules from AGENTS.md, and a target repository's own conventions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+AGENTS_MD = Path(__file__).resolve().parents[2] / "AGENTS.md"
+CONVENTION_FILES = ("AGENTS.md", "CONTRIBUTING.md", ".github/CONTRIBUTING.md")
+CONVENTIONS_MAX_CHARS = 6000
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRules:
+    sha256: str
+    policies: str
+    roles: dict[str, str]
+
+    def system_prompt(self, role: str, conventions: str = "") -> str:
+        parts = [self.roles.get(role, ""), "# Policies (always apply)\n" + self.policies]
+        if conventions:
+            parts.append("# This repository's conventions (from its own files)\n" + conventions)
+        return "\n\n".join(p for p in parts if p.strip())
+
+
+def parse_agents_md(text: str) -> AgentRules:
+    sections: dict[str, str] = {}
+    for match in re.finditer(r"^## +(.+?)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S):
+        sections[match.group(1).strip().lower()] = match.group(2).strip()
+    missing = [name for name in ("policies", "planner", "coder") if name not in sections]
+    if missing:
+        raise ValueError(f"AGENTS.md lacks the section(s): {', '.join('## ' + m.title() for m in missing)}")
+    policies = sections.pop("policies")
+    return AgentRules(hashlib.sha256(text.encode()).hexdigest(), policies, sections)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, mtime_ns: int) -> AgentRules:
+    return parse_agents_md(path.read_text(encoding="utf-8"))
+
+
+def load_agent_rules(path: Path = AGENTS_MD) -> AgentRules:
+    """AGENTS.md as parsed now (re-read when the file changes)."""
+    return _load(path, path.stat().st_mtime_ns)
+
+
+def repo_conventions(worktree: Path) -> str:
+    """The target repo's AGENTS.md / CONTRIBUTING.md, bounded, for the prompts."""
+    parts: list[str] = []
+    budget = CONVENTIONS_MAX_CHARS
+    for name in CONVENTION_FILES:
+        path = worktree / name
+        if budget <= 0 or not path.is_file() or path.is_symlink():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")[:budget]
+        budget -= len(text)
+        parts.append(f"## {name}\n{text}")
+    return "\n\n".join(parts)
