@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from autodev import metrics
 from autodev.runtime import Runtime
-from engine.db import ping
+from engine.store.db import ping
 from web import make_router as job_pages
+from web import render_html
 
 log = logging.getLogger(__name__)
 
-templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 READY_TIMEOUT_S = 2.0
 
 
@@ -43,7 +41,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        return templates.TemplateResponse(request, "home.html", {"surfaces": surfaces(runtime)})
+        return HTMLResponse(render_html("home.html", surfaces=surfaces(runtime)))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
