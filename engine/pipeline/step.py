@@ -15,7 +15,6 @@ from engine.agents.coder import StepBrief, code_step
 from engine.agents.planner import Plan
 from engine.agents.rules import AgentRules
 from engine.agents.tools import ToolBox
-from engine.errors import JobStopped
 from engine.llm.client import LLMClient
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
@@ -100,22 +99,24 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
             repair_rounds=run.settings.repair_rounds,
             max_turns=run.settings.coder_max_turns,
         )
-    except JobStopped as exc:
+        sha = await jc.tree.commit(
+            f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}", sorted(guard.changed)
+        )
+    except Exception as exc:
+        # Whatever ends the step (a limit, a refusal, a git failure, a bug) ends it `failed`, never `running`.
+        reason = getattr(exc, "reason", None) or f"internal error: {type(exc).__name__}: {exc}"
         test = last_test[0] if last_test else None
         await run.store.save_step(
             job.id,
             index,
             state=StepState.FAILED.value,
-            error=exc.reason[:4000],
+            error=reason[:4000],
             refused_edits=tools.refused,
             test_passed=test.passed if test else None,
             finished_at=utcnow(),
         )
-        await run.emit(events.STEP_FINISHED, {"index": index, "state": "failed", "error": exc.reason[:500]})
+        await run.emit(events.STEP_FINISHED, {"index": index, "state": "failed", "error": reason[:500]})
         raise
-    sha = await jc.tree.commit(
-        f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}", sorted(guard.changed)
-    )
     await run.store.save_step(
         job.id,
         index,
