@@ -38,11 +38,9 @@ class GitRemote:
     url: str
     http_headers: dict[str, str] = field(default_factory=dict)
 
-    def git_config_args(self) -> list[str]:
-        args: list[str] = []
-        for name, value in self.http_headers.items():
-            args += ["-c", f"http.extraHeader={name}: {value}"]
-        return args
+    def git_config(self) -> list[tuple[str, str]]:
+        """The git configuration that carries the headers (handed to git through its environment)."""
+        return [("http.extraHeader", f"{name}: {value}") for name, value in self.http_headers.items()]
 
 
 @dataclass(frozen=True, slots=True)

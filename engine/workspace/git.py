@@ -1,7 +1,12 @@
 """Git workspaces: a bare mirror per repository (fetched when reused), one worktree and branch per job.
 
-Credentials travel as `-c http.extraHeader=…` on the command line of the one git call that needs them,
-never in a URL or a config file, and are scrubbed from any error text.
+Git here runs with the repository's code as an adversary (it ran in the worktree just before):
+- credentials travel as `http.extraHeader` in the environment of the one git call that needs them
+  (GIT_CONFIG_COUNT…), never on a command line (`/proc/*/cmdline`), in a URL or in a config file, and are
+  scrubbed from any error text;
+- hooks never run (`core.hooksPath` is an empty place) and no fsmonitor is started, for every call;
+- a worktree's git directory is named on every call (`--git-dir`), never read from the worktree's `.git`
+  file, which the repository's commands could have rewritten to point at a configuration of their own.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,9 @@ AUTHOR = ("autodev", "autodev@users.noreply.localhost")
 DIFF_MAX_CHARS = 200_000
 SIZE_FILE = "autodev-size"
 FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
+GIT_TIMEOUT_S = 600.0
+# Set on every call, above any config file: no hook runs, no fsmonitor daemon starts, no `ext::` transport.
+SAFE_CONFIG = (("core.hooksPath", os.devnull), ("core.fsmonitor", "false"), ("protocol.ext.allow", "never"))
 
 
 class GitError(Exception):
@@ -47,30 +55,47 @@ def branch_name(job_id: str, title: str, issue_number: int | None) -> str:
     return f"autodev/{prefix}-{slugify(title)}"
 
 
-async def git(
-    *args: str, cwd: Path | None = None, remote: GitRemote | None = None, secrets: tuple[str, ...] = ()
-) -> str:
-    """Run git; raise GitError with the output (credentials scrubbed) when it fails."""
-    auth = remote.git_config_args() if remote else []
+def git_environment(config: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """The environment of every git call: no GIT_* of the worker's, no prompt, hooks and fsmonitor off,
+    and `config` (credentials) passed as GIT_CONFIG_KEY_n/VALUE_n, which outrank every config file."""
+    pairs = [*SAFE_CONFIG, *config]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",
         "LC_ALL": "C",
+        "GIT_CONFIG_COUNT": str(len(pairs)),
     }
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+async def git(
+    *args: str,
+    cwd: Path | None = None,
+    remote: GitRemote | None = None,
+    secrets: tuple[str, ...] = (),
+) -> str:
+    """Run git; raise GitError with the output (credentials scrubbed) when it fails or hangs."""
     proc = await asyncio.create_subprocess_exec(
         "git",
-        *auth,
         *args,
         cwd=cwd,
-        env=env,
+        env=git_environment(remote.git_config() if remote else []),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {_subcommand(args)} did not finish within {GIT_TIMEOUT_S:g} s") from None
     if proc.returncode != 0:
-        text = f"git {args[0]} failed: {err.decode(errors='replace').strip()}"
+        text = f"git {_subcommand(args)} failed: {err.decode(errors='replace').strip()}"
         hidden = [*(remote.http_headers.values() if remote else []), *secrets]
         for value in hidden:
             for piece in (value, *value.split()):
@@ -80,6 +105,14 @@ async def git(
     return out.decode(errors="replace")
 
 
+def _subcommand(args: Sequence[str]) -> str:
+    """`commit` of `git --git-dir=… -c user.name=… commit …`, for messages."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        rest = rest[2:] if rest[0] == "-c" else rest[1:]
+    return rest[0] if rest else "git"
+
+
 @dataclass
 class Worktree:
     path: Path
@@ -87,17 +120,25 @@ class Worktree:
     branch: str
     base: str
     remote: GitRemote
+    # The worktree's own git directory (inside the mirror), read when the worktree was made: every call
+    # names it, so a `.git` file the repository's commands rewrote is never followed.
+    gitdir: Path
     # What this object did, so that it need not ask git again: the last commit it made (with its diff)
     # and the last commit it pushed. Every git call is a process start, on the worker's event loop.
     _committed: tuple[str, str] | None = field(default=None, repr=False)
     _pushed: str | None = field(default=None, repr=False)
 
+    async def _git(self, *args: str, remote: GitRemote | None = None) -> str:
+        return await git(
+            f"--git-dir={self.gitdir}", f"--work-tree={self.path}", *args, cwd=self.path, remote=remote
+        )
+
     async def head(self) -> str:
-        return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
+        return (await self._git("rev-parse", "HEAD")).strip()
 
     async def contains(self, sha: str) -> bool:
         try:
-            await git("merge-base", "--is-ancestor", sha, "HEAD", cwd=self.path)
+            await self._git("merge-base", "--is-ancestor", sha, "HEAD")
         except GitError:
             return False
         return True
@@ -105,15 +146,14 @@ class Worktree:
     async def commit(self, message: str, paths: list[str]) -> str:
         """One commit of exactly `paths` (what the sandbox wrote); empty when nothing changed."""
         if paths:
-            await git("add", "-A", "--", *paths, cwd=self.path)
+            await self._git("add", "-A", "--", *paths)
         name, email = AUTHOR
-        await git(
+        await self._git(
             "-c", f"user.name={name}", "-c", f"user.email={email}",
             "commit", "--allow-empty", "--no-verify", "-m", message,
-            cwd=self.path,
         )  # fmt: skip
         # The new commit's id and its diff in one call (the caller stores the diff next).
-        shown = await git("show", "--format=%H", "--no-color", "HEAD", cwd=self.path)
+        shown = await self._git("show", "--format=%H", "--no-color", "HEAD")
         sha, _, rest = shown.partition("\n")
         self._committed = (sha, rest[1:] if rest.startswith("\n") else rest)
         return sha
@@ -122,7 +162,7 @@ class Worktree:
         if self._committed is not None and self._committed[0] == sha:
             text = self._committed[1]
         else:
-            text = await git("show", "--format=", "--no-color", sha, cwd=self.path)
+            text = await self._git("show", "--format=", "--no-color", sha)
         return text if len(text) <= DIFF_MAX_CHARS else text[:DIFF_MAX_CHARS] + "\n[diff truncated]\n"
 
     async def push(self) -> str:
@@ -133,8 +173,8 @@ class Worktree:
         if sha == self._pushed:
             return sha
         try:
-            await git("push", "--porcelain", self.remote.url, f"{sha}:refs/heads/{self.branch}",
-                      cwd=self.path, remote=self.remote)  # fmt: skip
+            await self._git("push", "--porcelain", self.remote.url, f"{sha}:refs/heads/{self.branch}",
+                      remote=self.remote)  # fmt: skip
         except GitError as exc:
             raise TransientFailure(f"pushing {self.branch} failed: {exc}") from exc
         self._pushed = sha
@@ -204,8 +244,9 @@ class Workspace:
                 # A worktree whose folder is gone may still hold the branch or the path: forget those, again.
                 await git("worktree", "prune", cwd=mirror)
                 await git(*add, cwd=mirror)
+            gitdir = Path((path / ".git").read_text().removeprefix("gitdir:").strip())
         try:
-            yield Worktree(path, mirror, branch, base, remote)
+            yield Worktree(path, mirror, branch, base, remote, gitdir)
         finally:
             async with _locked(mirror):
                 await _remove_worktree(mirror, path)
