@@ -12,6 +12,7 @@ from typing import Any
 from engine import events
 from engine.agents.briefing import gather_context, save_note
 from engine.agents.coder import StepBrief, code_step
+from engine.agents.instructions import Instruction, as_prompt, instruction_files
 from engine.agents.planner import Plan
 from engine.agents.rules import AgentRules
 from engine.agents.tools import ToolBox
@@ -37,7 +38,8 @@ class JobContext:
     llm: LLMClient
     rules: AgentRules
     config: RepoConfig
-    conventions: str
+    # The repository's instruction files for the job as a whole (a step may have a nearer AGENTS.md).
+    instructions: list[Instruction]
     test_command: str | None
     publisher: Publisher
     # The context engine's diagnostics on the job's row; only this run writes them, so they are kept here
@@ -68,6 +70,10 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
     context = await build_context(
         jc, query=f"{job.task}\n{step.title}\n{step.acceptance}", step_index=index, named=step.files
     )
+    # A nearer AGENTS.md governs the files this step is about (the convention): the coder is told that one.
+    told = instruction_files(jc.tree.path, step.files) if step.files else jc.instructions
+    if told != jc.instructions:
+        await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told], "step_index": index})
     guard = EditGuard(jc.tree.path, jc.config.protected_paths)
     last_test: list[TestResult] = []
 
@@ -92,7 +98,7 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
             StepBrief(index, step, plan, task_text(job), context),
             llm=jc.llm,
             rules=jc.rules,
-            conventions=jc.conventions,
+            conventions=as_prompt(told),
             tools=tools,
             run_tests=step_tests,
             check_cancel=run.check_cancel_recent,

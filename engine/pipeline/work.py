@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import events
+from engine.agents.instructions import as_prompt, instruction_files
 from engine.agents.planner import Plan, make_plan
-from engine.agents.rules import AgentRules, load_agent_rules, repo_conventions
+from engine.agents.rules import AgentRules, load_agent_rules
 from engine.errors import JobStopped, LimitReached, PermanentFailure, TransientFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.client import LLMClient
@@ -74,12 +75,9 @@ async def _work(
 ) -> None:
     branch, base = publisher.branch, publisher.base
     async with workspace.worktree(mirror, job.id, branch=branch, base=base, remote=remote) as tree:
-        conventions = repo_conventions(tree.path)
-        agents_md = (
-            (tree.path / "AGENTS.md").read_text(errors="replace")
-            if (tree.path / "AGENTS.md").is_file()
-            else None
-        )
+        told = instruction_files(tree.path)
+        await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told]})
+        agents_md = next((i.text for i in told if i.path == "AGENTS.md"), None)
         jc = JobContext(
             run=run,
             job=job,
@@ -87,7 +85,7 @@ async def _work(
             llm=llm,
             rules=rules,
             config=config,
-            conventions=conventions,
+            instructions=told,
             test_command=config.test_command or detect_test_command(tree.path, agents_md),
             publisher=publisher,
             diagnostics=list(job.context_diagnostics or []),
@@ -123,7 +121,9 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
         return Plan.model_validate(job.plan), False
     await jc.run.set_phase("planning", unless_cancelled=True)
     context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
-    plan = await make_plan(jc.llm, jc.rules, conventions=jc.conventions, task=task_text(job), context=context)
+    plan = await make_plan(
+        jc.llm, jc.rules, conventions=as_prompt(jc.instructions), task=task_text(job), context=context
+    )
     data = plan.model_dump()
     steps = {
         i: {"title": s.title, "rationale": s.rationale, "acceptance": s.acceptance, "files": s.files}
