@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,7 +117,11 @@ class Site:
     port: int
     unix: Path
     secrets: list[str]
-    marker: str
+    marker: str  # also the name of a symlink to sleep in the worktree: `./<marker> 1000` shows in cmdline
+
+    @property
+    def sleep(self) -> str:
+        return f"./{self.marker}"
 
 
 @pytest.fixture
@@ -145,19 +150,21 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     env_secret, cmdline_token = f"env-secret-{uuid.uuid4().hex}", f"cmdline-token-{uuid.uuid4().hex}"
     monkeypatch.setenv(SECRET_NAME, env_secret)
     # A worker-like neighbour: secrets in its environment, a token on its command line (as git fetch had).
+    marker = f"marker-{uuid.uuid4().hex}"
+    (worktree / marker).symlink_to(Path(shutil.which("sleep") or "/bin/sleep").resolve())
     worker = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(300)", cmdline_token], env=dict(os.environ)
     )
     try:
         yield Site(
-            data, mirror, worktree, listener.getsockname()[1], unix, [env_secret, cmdline_token],
-            marker=f"marker-{uuid.uuid4().hex}",
-        )  # fmt: skip
+            data, mirror, worktree, listener.getsockname()[1], unix, [env_secret, cmdline_token], marker
+        )
     finally:
         worker.kill()
         worker.wait()
         listener.close()
         unix_listener.close()
+        kill_survivors(marker)  # only ever needed when a test fails
 
 
 @pytest.fixture
@@ -255,7 +262,7 @@ async def test_a_setsid_grandchild_holding_stdout_does_not_outlive_the_timeout(
     """At the timeout the namespace dies: run returns within the limit plus a little, nothing survives."""
     started = time.monotonic()
     result = await bwrap.run(
-        f"setsid sh -c 'sleep 1000; : {site.marker}' & sleep 1000", site.worktree, env=sandbox_env(),
+        f"setsid sh -c '{site.sleep} 1000' & {site.sleep} 1000", site.worktree, env=sandbox_env(),
         limits=Limits(timeout_s=2),
     )  # fmt: skip
     assert time.monotonic() - started < 5
@@ -268,7 +275,7 @@ async def test_a_setsid_grandchild_holding_stdout_does_not_outlive_the_timeout(
 async def test_a_daemon_left_by_a_command_that_exits_normally_is_gone(bwrap: BwrapRunner, site: Site) -> None:
     """The command exits 0 leaving a setsid child behind; the child dies with the sandbox."""
     result = await bwrap.run(
-        f"setsid sh -c 'sleep 1000; : {site.marker}' >/dev/null 2>&1 & echo started", site.worktree,
+        f"setsid sh -c '{site.sleep} 1000' >/dev/null 2>&1 & echo started", site.worktree,
         env=sandbox_env(),
     )  # fmt: skip
     assert (result.exit_code, result.output, result.reason) == (0, "started\n", None)
@@ -290,7 +297,7 @@ async def test_a_fork_loop_is_stopped_at_the_process_limit(bwrap: BwrapRunner, s
     """200 background processes under max_processes=32: stopped within seconds, the reason names processes."""
     started = time.monotonic()
     result = await bwrap.run(
-        f"i=0; while [ $i -lt 200 ]; do sh -c 'sleep 1000; : {site.marker}' & i=$((i+1)); done; wait",
+        f"i=0; while [ $i -lt 200 ]; do {site.sleep} 1000 & i=$((i+1)); done; wait",
         site.worktree, env=sandbox_env(), limits=Limits(max_processes=32, timeout_s=30),
     )  # fmt: skip
     assert time.monotonic() - started < 5
@@ -307,12 +314,13 @@ async def test_as_root_the_kernel_refuses_forks_past_the_namespace_pid_max(
     """With the watchdog asleep, fork fails after at most max_processes + 301 (RLIMIT_NPROC would not)."""
     monkeypatch.setattr(cmd_sandbox_run, "WATCH_INTERVAL", 60)
     result = await bwrap.run(
-        "i=0; while [ $i -lt 2000 ]; do sleep 1000 & i=$((i+1)); echo $i; done", site.worktree,
+        f"i=0; while [ $i -lt 2000 ]; do {site.sleep} 1000 & i=$((i+1)); echo $i; done", site.worktree,
         env=sandbox_env(), limits=Limits(max_processes=32, timeout_s=30),
     )  # fmt: skip
     started = max(int(line) for line in result.output.splitlines() if line.isdigit())
     assert 32 <= started <= 32 + 301
     assert result.reason == "hit the process limit (32)" and not result.timed_out
+    assert survivors(site.marker) == {}
 
 
 async def test_a_file_over_the_size_limit_cannot_be_written(bwrap: BwrapRunner, site: Site) -> None:
@@ -365,7 +373,7 @@ async def test_a_command_killed_by_a_signal_says_which(bwrap: BwrapRunner, site:
 
 async def test_a_cancelled_run_leaves_nothing_behind(bwrap: BwrapRunner, site: Site) -> None:
     """When the caller gives up (the job is cancelled), the sandbox and its daemons die with the call."""
-    command = f"setsid sh -c 'sleep 1000; : {site.marker}' & sleep 1000"
+    command = f"setsid sh -c '{site.sleep} 1000' & {site.sleep} 1000"
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(bwrap.run(command, site.worktree, env=sandbox_env()), 1)
     assert survivors(site.marker) == {}
@@ -397,7 +405,7 @@ async def test_unsandboxed_timeout_returns_even_when_a_grandchild_holds_stdout(s
     started = time.monotonic()
     try:
         result = await UnsandboxedRunner().run(
-            f"setsid sh -c 'sleep 1000; : {site.marker}' & sleep 1000", site.worktree, env=sandbox_env(),
+            f"setsid sh -c '{site.sleep} 1000' & {site.sleep} 1000", site.worktree, env=sandbox_env(),
             limits=Limits(timeout_s=2),
         )  # fmt: skip
         left_behind = survivors(site.marker)
