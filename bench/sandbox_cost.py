@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.cmd_sandbox import BwrapRunner, CommandRunner, UnsandboxedRunner, bwrap_problem, sandbox_env
+from engine.workspace.sandbox import BwrapRunner, CommandRunner, UnsandboxedRunner, bwrap_problem, sandbox_env
 
 COMMANDS = ("true", "python3 -c pass")
 

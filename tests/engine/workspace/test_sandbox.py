@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.cmd_sandbox as cmd_sandbox
-import engine.cmd_sandbox_run as cmd_sandbox_run
-from engine.cmd_sandbox import (
+import engine.workspace.sandbox as sandbox_module
+import engine.workspace.sandbox_run as sandbox_run
+from engine.workspace.sandbox import (
     BwrapRunner,
     CommandResult,
     CommandRunner,
@@ -32,7 +32,7 @@ from engine.cmd_sandbox import (
     make_runner,
     sandbox_env,
 )
-from engine.cmd_sandbox_fs import default_hidden, mount_args, mount_sources, toolchains
+from engine.workspace.sandbox_fs import default_hidden, mount_args, mount_sources, toolchains
 
 SECRET_NAME = "AUTODEV_PROBE_SECRET"
 
@@ -306,13 +306,14 @@ async def test_a_fork_loop_is_stopped_at_the_process_limit(bwrap: BwrapRunner, s
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or not cmd_sandbox._kernel_at_least(6, 14), reason="pid_max per namespace: root, 6.14+"
+    os.geteuid() != 0 or not sandbox_module._kernel_at_least(6, 14),
+    reason="pid_max per namespace: root, 6.14+",
 )
 async def test_as_root_the_kernel_refuses_forks_past_the_namespace_pid_max(
     bwrap: BwrapRunner, site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the watchdog asleep, fork fails after at most max_processes + 301 (RLIMIT_NPROC would not)."""
-    monkeypatch.setattr(cmd_sandbox_run, "WATCH_INTERVAL", 60)
+    monkeypatch.setattr(sandbox_run, "WATCH_INTERVAL", 60)
     result = await bwrap.run(
         f"i=0; while [ $i -lt 2000 ]; do {site.sleep} 1000 & i=$((i+1)); echo $i; done", site.worktree,
         env=sandbox_env(), limits=Limits(max_processes=32, timeout_s=30),

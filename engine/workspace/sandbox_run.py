@@ -1,6 +1,6 @@
 """One command under limits: what it may use, what comes back, and the loop that watches it.
 
-Shared by both runners of engine/cmd_sandbox.py. The output is kept as a bounded tail while it streams;
+Shared by both runners of engine/workspace/sandbox.py. The output is kept as a bounded tail while it streams;
 at the wall-time limit, the process limit or an output flood the runner's `kill` ends the command, and
 nobody waits for whoever still holds the pipe.
 """

@@ -1,7 +1,7 @@
 """Running a workspace command (tests, setup steps) whose code an attacker may have written.
 
 `BwrapRunner` runs it in bubblewrap: new user/pid/ipc/uts/cgroup (and unless allowed network) namespaces, no
-capabilities, an allow-listed filesystem and environment (cmd_sandbox_fs.py), limits (cmd_sandbox_run.py).
+capabilities, an allow-listed filesystem and environment (sandbox_fs.py), limits (sandbox_run.py).
 Nothing is left behind: the sandbox's pid 1 is bwrap's init, and when it dies the kernel kills every process
 of the namespace. `UnsandboxedRunner` is SANDBOX=none, the operator's explicit choice: no isolation.
 
@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.cmd_sandbox_fs import SANDBOX_HOME, default_hidden, masked_paths, mount_args, sandbox_env
-from engine.cmd_sandbox_run import CommandResult, Limits, exited, read_pipe, rlimits, supervise
+from engine.workspace.sandbox_fs import SANDBOX_HOME, default_hidden, masked_paths, mount_args, sandbox_env
+from engine.workspace.sandbox_run import CommandResult, Limits, exited, read_pipe, rlimits, supervise
 
 __all__ = [
     "BwrapRunner", "CommandResult", "CommandRunner", "Limits", "SandboxUnavailable", "UnsandboxedRunner",
@@ -85,12 +85,14 @@ def bwrap_problem(bwrap: str = "bwrap") -> str | None:
     return _probe(bwrap)[0]
 
 
-def make_runner(mode: str, *, bwrap: str = "bwrap", hidden: Sequence[Path] = ()) -> CommandRunner:
+def make_runner(
+    mode: str, *, bwrap: str = "bwrap", hidden: Sequence[Path] = (), exposed: Sequence[Path] = ()
+) -> CommandRunner:
     """SANDBOX=bwrap|auto → BwrapRunner or SandboxUnavailable (never a silent fallback); none → no sandbox."""
     if mode == "none":
         return UnsandboxedRunner()
     if mode in ("bwrap", "auto"):
-        return BwrapRunner(bwrap=bwrap, hidden=hidden)
+        return BwrapRunner(bwrap=bwrap, hidden=hidden, exposed=exposed)
     raise ValueError(f"SANDBOX must be bwrap, none or auto, not {mode!r}")
 
 
@@ -100,16 +102,21 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 
 class BwrapRunner:
-    """bubblewrap; `hidden` (the data dir, …) adds to autodev's venv and checkout, which no mount may hold."""
+    """bubblewrap; `hidden` (the data dir, …) adds to autodev's venv and checkout, which no mount may hold;
+    `exposed` are read-only paths every command sees (SANDBOX_READONLY_PATHS: the operator's toolchains)."""
 
     name = "bwrap"
 
-    def __init__(self, *, bwrap: str = "bwrap", hidden: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, *, bwrap: str = "bwrap", hidden: Sequence[Path] = (), exposed: Sequence[Path] = ()
+    ) -> None:
         problem, self._disable_userns = _probe(bwrap)
         if problem:
             raise SandboxUnavailable(problem)
         self.bwrap = shutil.which(bwrap) or bwrap
-        self.hidden = tuple(dict.fromkeys([*default_hidden(), *(Path(h).resolve() for h in hidden)]))
+        self.exposed = tuple(Path(p).resolve() for p in exposed)
+        everything = dict.fromkeys([*default_hidden(), *(Path(h).resolve() for h in hidden)])
+        self.hidden = tuple(h for h in everything if h not in self.exposed)
         self._cap_pids = os.geteuid() == 0 and _kernel_at_least(6, 14) and shutil.which("nsenter") is not None
         sandbox_env(), masked_paths()  # the one-time look at PATH's toolchains and /etc, here and not mid-job
 
@@ -127,7 +134,7 @@ class BwrapRunner:
         self, command: str, workdir: Path, *, env: Mapping[str, str], network: bool = False,
         limits: Limits = Limits(), readonly: Sequence[Path] = (),
     ) -> CommandResult:  # fmt: skip
-        args = self._args(workdir, env, network, readonly)
+        args = self._args(workdir, env, network, [*self.exposed, *readonly])
         (info_r, info_w), (block_r, block_w), (out_r, out_w) = os.pipe(), os.pipe(), os.pipe()
         handshake = ["--info-fd", str(info_w), "--block-fd", str(block_r), "--", "/bin/sh", "-c", command]
         try:
