@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from autodev import metrics
 from autodev.runtime import Runtime
 from engine.store.db import ping
+from engine.workspace.commands import sandbox_status
 from web import make_router as job_pages
 from web import render_html
 
@@ -37,11 +38,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             "redis": await _check(runtime.redis.ping()),
         }
         ready = all(c["ok"] for c in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        # Not part of readiness (the service takes requests either way), but an operator must see it.
+        sandbox = await asyncio.to_thread(sandbox_status, runtime.settings)
+        body = {"ready": ready, "checks": checks, "sandbox": sandbox}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        return HTMLResponse(render_html("home.html", surfaces=surfaces(runtime)))
+        sandbox = await asyncio.to_thread(sandbox_status, runtime.settings)
+        return HTMLResponse(render_html("home.html", surfaces=[*surfaces(runtime), sandbox_surface(sandbox)]))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -59,6 +64,15 @@ async def _check(awaitable: Any) -> dict[str, Any]:
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     return {"ok": True}
+
+
+def sandbox_surface(status: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "name": "Sandbox for the repositories' commands",
+        "configured": status["problem"] is None,
+        "how": f"{status['problem']}. Install bubblewrap (Debian: apt-get install bubblewrap) so that tests "
+        "run isolated from autodev's secrets; SANDBOX=none runs them unsandboxed.",
+    }
 
 
 def surfaces(runtime: Runtime) -> list[dict[str, Any]]:

@@ -116,6 +116,8 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
     if steps:
         lines = [f"{i}. {escape(str(s.get('title', '')))}" for i, s in enumerate(steps, 1)]
         replies.append(("plan", f":clipboard: *Plan* ({len(steps)} steps)\n" + "\n".join(lines)))
+    if view.sandbox_notice:
+        replies.append(("sandbox", f":warning: {escape(view.sandbox_notice)}"))
     total = len(view.steps) or len(steps)
     for step in view.steps:
         if step.state not in ("done", "failed", "skipped"):

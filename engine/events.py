@@ -18,6 +18,8 @@ Each event is a row (seq, type, data). Types and their data:
 - limit          {limit, reason}                           a budget/request/time limit stopped the job
 - cancel_requested {by}
 - instructions   {files: [{path, chars, truncated}], step_index?}  the repository's instruction files read
+- sandbox        {runner, network, test_command, problem?}  where the repository's commands run (bwrap,
+                 none) or why they do not
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
@@ -43,6 +45,7 @@ LIMIT = "limit"
 CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
 INSTRUCTIONS = "instructions"
+SANDBOX = "sandbox"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"

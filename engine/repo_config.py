@@ -1,4 +1,4 @@
-"""A target repository's `.github/autodev.yml`: test command, budget, base branch, protected paths."""
+"""A target repository's `.github/autodev.yml`: test command, budget, base branch, protected paths, …"""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class RepoConfig(BaseModel):
     budget_usd: float | None = Field(default=None, gt=0)
     base_branch: str | None = None
     protected_paths: list[str] = Field(default_factory=list)
+    # Whether the repository's commands may use the network (its tests need it); off by default.
+    network: bool = False
 
 
 def parse_repo_config(text: str | None) -> RepoConfig:

@@ -7,7 +7,7 @@ is the only place that builds it, once, and hands it to the others.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     mirror_cache_max_bytes: int = Field(default=5 * 1024**3, gt=0)
     test_timeout_seconds: float = Field(default=600.0, gt=0)
     test_output_max_bytes: int = Field(default=64 * 1024, gt=0)
+    # How the repository's commands are isolated: bwrap (bubblewrap; when it cannot start, the commands do
+    # not run and the job says so) or none (the operator's explicit choice: no isolation at all).
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    bwrap_path: str = "bwrap"  # the bubblewrap executable, when it is not on PATH
+    # Extra read-only paths the sandbox shows (a toolchain outside the system dirs), joined by ':'.
+    sandbox_readonly_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    test_memory_mb: int = Field(default=4096, gt=0)
+    test_max_processes: int = Field(default=512, gt=0)
     repair_rounds: int = Field(default=3, ge=0)
     coder_max_turns: int = Field(default=40, gt=0)
     context_budget_tokens: int = Field(default=24_000, gt=1000)
@@ -113,6 +121,18 @@ class Settings(BaseSettings):
             if not path.is_absolute():
                 value = url.set(database=str(path.absolute())).render_as_string(hide_password=False)
         return value
+
+    @field_validator("sandbox_readonly_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(":") if part.strip()]
+        return value
+
+    @field_validator("sandbox_readonly_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().absolute() for p in value]
 
     @field_validator("data_dir", "workspace_dir", "pricing_file")
     @classmethod

@@ -50,6 +50,7 @@ def check_summary(view: JobView, public_url: str) -> str:
     return "\n\n".join(
         [
             f"**{status_line(view)}**",
+            *([f"⚠️ {view.sandbox_notice}"] if view.sandbox_notice else []),
             checklist(view),
             f"Cost so far: {cost_line(view)}",
             f"[Job page]({job_url(public_url, view)})",
@@ -70,6 +71,8 @@ def next_steps(view: JobView, slug: str) -> str:
 
 def comment_body(view: JobView, public_url: str, slug: str) -> str:
     parts = [COMMENT_MARKER, f"### autodev · {status_line(view)}", checklist(view)]
+    if view.sandbox_notice:
+        parts.append(f"⚠️ {view.sandbox_notice}")
     parts.append(f"Cost: {cost_line(view)}")
     if view.pr_url:
         parts.append(f"Pull request: {view.pr_url}")

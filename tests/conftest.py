@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +22,19 @@ from engine.settings import Settings
 from engine.store.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
 from engine.store.jobs import JobLimits, JobStore
 from engine.store.models import Base
+from engine.workspace.sandbox import bwrap_problem
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+# The repositories the tests make run their tests with this interpreter (pytest is in autodev's dev tools),
+# inside bubblewrap wherever it works (CI installs it), with this venv shown to them read-only; where no
+# bubblewrap can start the tests choose SANDBOX=none, as an operator would (tests/engine/workspace and the
+# e2e sandbox test then skip, saying how to enable them).
+BWRAP_PROBLEM = bwrap_problem()
+SANDBOX_SETTINGS: dict[str, object] = (
+    {"sandbox": "bwrap", "sandbox_readonly_paths": [Path(sys.prefix)]}
+    if BWRAP_PROBLEM is None
+    else {"sandbox": "none"}
+)
 
 # Nothing a developer has in their shell or .env leaks into the tests' settings.
 for _name in list(os.environ):
@@ -120,6 +132,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path / "data",
         "workspace_dir": tmp_path / "work",
         "public_url": "http://testserver",
+        **SANDBOX_SETTINGS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -26,6 +26,7 @@ from engine.views import StepView
 from engine.workspace.commands import TestResult, run_tests
 from engine.workspace.git import Worktree
 from engine.workspace.guard import EditGuard
+from engine.workspace.sandbox import CommandRunner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class JobContext:
     # The repository's instruction files for the job as a whole (a step may have a nearer AGENTS.md).
     instructions: list[Instruction]
     test_command: str | None
+    # Where the repository's commands run; None: no sandbox could start, so they do not run.
+    runner: CommandRunner | None
     publisher: Publisher
     # The context engine's diagnostics on the job's row; only this run writes them, so they are kept here
     # and written with each context event instead of read back first.
@@ -167,12 +170,14 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
 
 async def _execute_tests(jc: JobContext) -> TestResult:
     settings = jc.run.settings
-    assert jc.test_command is not None
+    assert jc.test_command is not None and jc.runner is not None
     return await run_tests(
         jc.test_command,
         jc.tree.path,
-        timeout_seconds=settings.test_timeout_seconds,
-        max_bytes=settings.test_output_max_bytes,
+        runner=jc.runner,
+        settings=settings,
+        network=jc.config.network,
+        readonly=[jc.tree.mirror],  # the worktree's git metadata: `git status` works, nothing is written
         secrets=settings.secret_values(),
     )
 

@@ -25,8 +25,9 @@ from engine.ports import GitRemote
 from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from engine.store.models import Job, JobKind, StepState
 from engine.store.reads import job_view
-from engine.workspace.commands import detect_test_command
+from engine.workspace.commands import command_runner, detect_test_command
 from engine.workspace.git import Workspace, branch_name
+from engine.workspace.sandbox import CommandRunner, SandboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ async def _work(
         told = instruction_files(tree.path)
         await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told]})
         agents_md = next((i.text for i in told if i.path == "AGENTS.md"), None)
+        test_command = config.test_command or detect_test_command(tree.path, agents_md)
+        runner = await _sandbox(run, config, test_command)
         jc = JobContext(
             run=run,
             job=job,
@@ -86,7 +89,8 @@ async def _work(
             rules=rules,
             config=config,
             instructions=told,
-            test_command=config.test_command or detect_test_command(tree.path, agents_md),
+            test_command=test_command if runner is not None else None,
+            runner=runner,
             publisher=publisher,
             diagnostics=list(job.context_diagnostics or []),
         )
@@ -112,6 +116,26 @@ async def _work(
         await run.set_phase("publishing")
         await publisher.push(tree)
         await publisher.sync_pr(plan, ready=True)
+
+
+async def _sandbox(run: JobRun, config: RepoConfig, test_command: str | None) -> CommandRunner | None:
+    """The runner for the repository's commands, recorded on the job (the check run, Slack and the job
+    page show it); None when no sandbox can start: the job goes on without running them, and says so."""
+    try:
+        runner: CommandRunner | None = command_runner(run.settings)
+        problem = None
+    except SandboxUnavailable as exc:
+        runner, problem = None, f"tests not run: no sandbox — {exc}"
+        log.warning("%s", problem, extra={"job_id": run.job_id})
+    sandbox: dict[str, Any] = {
+        "runner": runner.name if runner else None,
+        "network": bool(runner and config.network),
+        "test_command": test_command,
+    }
+    if problem and test_command:
+        sandbox["problem"] = problem
+    await run.emit(events.SANDBOX, sandbox, fields={"sandbox": sandbox})
+    return runner
 
 
 async def _plan(jc: JobContext) -> tuple[Plan, bool]:

@@ -97,6 +97,8 @@ class Job(Base):
     head_sha: Mapped[str | None] = mapped_column(String(64))
     agents_md_hash: Mapped[str | None] = mapped_column(String(64))
     context_diagnostics: Mapped[list[Any]] = mapped_column(default=list)
+    # How the repository's commands ran: {runner: bwrap|none|None, network, problem?} (engine.workspace).
+    sandbox: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -179,6 +179,7 @@ def job_view(job: Job, steps: list[Step], events: list[JobEvent], costs: list[Co
         pr_url=job.pr_url,
         head_sha=job.head_sha,
         context_diagnostics=list(job.context_diagnostics or []),
+        sandbox=dict(job.sandbox or {}),
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,

@@ -182,7 +182,9 @@ async def test_a_secret_is_absent_from_the_test_environment_and_from_every_promp
     assert await run(job_id, settings, store, LocalCodeHost(project)) is JobState.FAILED
 
     sent = llm.all_prompt_text()
-    assert "HARMLESS_SETTING" in sent, "the environment dump did reach the prompt"
+    assert "PYTHONDONTWRITEBYTECODE" in sent, "the environment dump did reach the prompt"
+    # The command's environment is an allow-list: even a harmless variable of the worker's is not in it.
+    assert "HARMLESS_SETTING" not in sent
     assert "tok-worker-secret-42" not in sent and "DEPLOY_TOKEN" not in sent
     assert "sk-test-key-0123456789" not in sent and "[redacted]" in sent
     view = await store.view(job_id)
