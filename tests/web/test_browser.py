@@ -12,6 +12,7 @@ import uvicorn
 
 from engine.jobs import JobStore
 from engine.settings import Settings
+from tests.support.skip_policy import skip_without
 from tests.web.conftest import make_app, running_job
 
 pytestmark = pytest.mark.browser
@@ -43,11 +44,10 @@ async def server(store: JobStore, settings: Settings) -> AsyncIterator[str]:
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
     if not HAVE_CHROMIUM:
-        pytest.skip("Chromium is not installed (apt-get install chromium); the browser test needs it")
-    playwright_api = pytest.importorskip(
-        "playwright.async_api", reason="Playwright for Python is not installed"
-    )
-    async with playwright_api.async_playwright() as playwright:
+        skip_without("Chromium", "install it, e.g. apt-get install chromium")
+    from playwright.async_api import async_playwright  # a dev dependency: always there
+
+    async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield browser
         await browser.close()
