@@ -34,6 +34,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM)
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent itself, as a terminal's Ctrl-C to its foreground group
 PR_SET_PDEATHSIG = 1
 LINT = (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",))
+COMMANDS = ("serve", "test", "lint", "autodev", "sync", "run")  # run: `uv run ARGS`, for anything else
 
 
 def uv() -> str:
@@ -118,7 +119,7 @@ def main(argv: list[str]) -> int:
         print("dev.py: autodev needs Python 3.11 or newer", file=sys.stderr)
         return 2
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
-    if command == "help" or command not in {"serve", "test", "lint", "autodev", "sync", "run"}:
+    if command == "help" or command not in COMMANDS:
         print(__doc__)
         return 0 if command == "help" else 2
     if subprocess.call([uv(), "sync", "--frozen", "--quiet"], cwd=ROOT) != 0:
