@@ -24,6 +24,9 @@ from engine.settings import Settings
 from tests.support import skip_policy
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # Nothing a developer has in their shell or .env leaks into the tests' settings.
 for _name in list(os.environ):
@@ -152,3 +155,16 @@ async def store(sessions: async_sessionmaker[AsyncSession], settings: Settings) 
     )
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    """Headless Chromium (Debian's package) driven by Playwright; a `playwright.async_api.Browser`."""
+    if not HAVE_CHROMIUM:
+        skip_policy.skip_without("Chromium", "install it, e.g. apt-get install chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,15 +11,11 @@ import uvicorn
 
 from engine.jobs import JobStore
 from engine.settings import Settings
-from tests.support.skip_policy import skip_without
 from tests.web.conftest import make_app, running_job
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture
@@ -39,18 +34,6 @@ async def server(store: JobStore, settings: Settings) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    if not HAVE_CHROMIUM:
-        skip_without("Chromium", "install it, e.g. apt-get install chromium")
-    from playwright.async_api import async_playwright  # a dev dependency: always there
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        await browser.close()
 
 
 async def test_a_running_jobs_step_turns_done_without_a_reload(
