@@ -79,6 +79,8 @@ async def test_setup_says_so_when_the_app_is_configured(gh_settings: Settings, s
     async with http_client(GitHubApp(gh_settings, store, None, None)) as client:
         page = await client.get("/github/setup")
     assert "configured" in page.text and "<form" not in page.text
+    assert 'id="credentials"' not in page.text  # nothing will be stored: they are set already
+    assert 'id="unreachable"' in page.text  # http://testserver: a name only this machine resolves
     async with http_client(GitHubApp(gh_settings, store, None, None)) as client:
         callback = await client.get("/github/setup/callback", params={"code": "abc", "state": "x"})
     assert callback.status_code == 409
