@@ -9,17 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from autodev import metrics
 from autodev.runtime import Runtime
-from engine.db import ping
+from engine.store.db import ping
 from web import make_router as job_pages
-from web.context import static_url
+from web import render_html
 
 log = logging.getLogger(__name__)
 
-templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 READY_TIMEOUT_S = 2.0
 PROJECT = Path(__file__).resolve().parent.parent
 # The docs the home page links to, served as plain text: a fixed set of files read at start-up (no path from
@@ -52,8 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        values = {"surfaces": surfaces(runtime), "docs": list(DOCS), "stylesheet": static_url("web.css")}
-        return templates.TemplateResponse(request, "home.html", values)
+        return HTMLResponse(render_html("home.html", surfaces=surfaces(runtime), docs=list(DOCS)))
 
     @app.get("/docs/{name}", include_in_schema=False)
     async def docs(name: str) -> Response:

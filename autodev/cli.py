@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "migrate":
-        from engine.db import upgrade_sync
+        from engine.store.db import upgrade_sync
 
         upgrade_sync(settings.database_url)
         print(f"database at head: {settings.database_url}")

@@ -8,8 +8,11 @@ import hashlib
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
+from engine import events
 from engine.settings import Settings
+from engine.views import JobEventView, JobView
 
 NO_LLM_HELP = """\
 autodev run needs an LLM. Configure one of:
@@ -44,12 +47,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_local(settings: Settings, repo: Path, task: str, budget: float | None) -> int:
-    from engine.db import make_engine, make_sessionmaker, upgrade
     from engine.errors import TransientFailure
-    from engine.jobs import JobLimits, JobRequest, JobStore
-    from engine.local_host import LocalCodeHost
-    from engine.models import JobState
-    from engine.runner import EngineDeps, fail_job, run_job
+    from engine.pipeline.run import EngineDeps, fail_job, run_job
+    from engine.store.db import make_engine, make_sessionmaker, upgrade
+    from engine.store.jobs import JobLimits, JobRequest, JobStore
+    from engine.store.models import JobState
+    from engine.workspace.local_host import LocalCodeHost
 
     await upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -76,8 +79,9 @@ async def run_local(settings: Settings, repo: Path, task: str, budget: float | N
         async def code_host_for(view: object) -> LocalCodeHost:
             return host
 
-        print(f"job {job.id} on {repo}")
-        deps = EngineDeps(settings, store, code_host_for=code_host_for)
+        print(f"job {job.id} on {repo}", flush=True)
+        progress = Progress()
+        deps = EngineDeps(settings, store, code_host_for=code_host_for, reporters_for=lambda view: [progress])
         try:
             state = await run_job(job.id, deps)
         except TransientFailure as exc:
@@ -90,10 +94,50 @@ async def run_local(settings: Settings, repo: Path, task: str, budget: float | N
     return 0 if state is JobState.SUCCEEDED else 1
 
 
-def _print_summary(view: object) -> None:
-    from engine.views import JobView
+class Progress:
+    """A reporter that prints a line as the job goes: phases, steps, test rounds, cost so far."""
 
-    assert isinstance(view, JobView)
+    name = "cli"
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.started = time.monotonic()
+
+    async def on_event(self, view: JobView, event: JobEventView) -> None:
+        line = self.describe(view, event)
+        if line:
+            elapsed = time.monotonic() - self.started
+            print(f"[{elapsed:6.1f}s ${view.cost_usd:.4f}] {line}", file=self.out, flush=True)
+
+    @staticmethod
+    def describe(view: JobView, event: JobEventView) -> str | None:
+        data = event.data
+        if event.type == events.PHASE:
+            where = f" step {data['step']}/{data['of']}" if "step" in data else ""
+            return f"{data.get('phase')}{where}"
+        if event.type == events.PLAN:
+            steps = data.get("steps") or []
+            assert isinstance(steps, list)
+            return f"plan: {len(steps)} steps" + "".join(
+                f"\n    {i + 1}. {s.get('title')}" for i, s in enumerate(steps)
+            )
+        if event.type == events.STEP_FINISHED:
+            error = f": {data['error']}" if data.get("error") else ""
+            return f"step {int(str(data.get('index'))) + 1} {data.get('state')}{error}"
+        if event.type == events.TESTS:
+            verdict = "passed" if data.get("passed") else "failed"
+            return f"tests round {data.get('round')}: {verdict} ({data.get('command')})"
+        if event.type == events.EDIT_REFUSED:
+            return f"edit refused: {data.get('path')} ({data.get('reason')})"
+        if event.type in (events.LIMIT, events.RETRYING):
+            return f"{event.type}: {data.get('reason')}"
+        if event.type == events.STATE:
+            reason = f" — {data['reason']}" if data.get("reason") else ""
+            return f"{data.get('state')}{reason}"
+        return None
+
+
+def _print_summary(view: JobView) -> None:
     if view.plan:
         print("\nplan:")
         for i, step in enumerate(view.plan.get("steps", [])):

@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import HistogramMetricFamily
 from sqlalchemy import func, select
 
-from engine.jobs import JobStore
-from engine.models import CostEntry, Job, JobEvent, utcnow
+from engine import events
+from engine.store.jobs import JobStore
+from engine.store.models import CostEntry, Job, JobEvent, utcnow
 from workers.queue import ArqJobQueue
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -53,7 +54,7 @@ async def render(store: JobStore, queue: ArqJobQueue) -> bytes:
             tokens.labels(model=model, direction="out").inc(t_out or 0)
             dollars.labels(model=model).inc(usd or 0.0)
         reporter_errors.set(
-            await session.scalar(select(func.count()).where(JobEvent.type == "reporter_error")) or 0
+            await session.scalar(select(func.count()).where(JobEvent.type == events.REPORTER_ERROR)) or 0
         )
         finished = await session.execute(
             select(Job.state, Job.started_at, Job.finished_at).where(

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from arq.connections import ArqRedis
 
 from autodev.embedded_redis import EmbeddedRedis
-from engine.db import SqliteWriter, make_engine, make_sessionmaker
-from engine.jobs import JobLimits, JobStore
-from engine.local_host import LocalCodeHost
+from engine.pipeline.run import EngineDeps
 from engine.ports import CodeHost, Reporter
-from engine.runner import EngineDeps
 from engine.settings import Settings
+from engine.store.db import SqliteWriter, make_engine, make_sessionmaker
+from engine.store.jobs import JobLimits, JobStore
 from engine.views import JobView
+from engine.workspace.local_host import LocalCodeHost
 from workers.queue import ArqJobQueue, connect
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from arq.worker import Worker
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
-from engine.db import upgrade
 from engine.settings import Settings
+from engine.store.db import upgrade
 from workers.settings import AutodevWorker, worker_options
 
 log = logging.getLogger(__name__)

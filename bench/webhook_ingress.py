@@ -294,7 +294,7 @@ class Observer:
     def __init__(self, database_url: str, redis_url: str) -> None:
         from arq.constants import default_queue_name
 
-        from engine.db import make_engine
+        from engine.store.db import make_engine
         from workers.queue import connect
 
         self.engine = make_engine(database_url)
@@ -304,7 +304,7 @@ class Observer:
     async def jobs(self) -> int:
         from sqlalchemy import func, select
 
-        from engine.models import Job
+        from engine.store.models import Job
 
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(Job))).scalar_one())

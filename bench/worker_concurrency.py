@@ -260,7 +260,7 @@ async def sample(stop: asyncio.Event, pid: int, db: Any, redis: Any, ids: list[s
 async def wait_terminal(
     store: Any, ids: list[str], limit_s: float, worker: asyncio.subprocess.Process
 ) -> None:
-    from engine.models import JobState
+    from engine.store.models import JobState
 
     deadline = time.monotonic() + limit_s
     pending = set(ids)
@@ -276,7 +276,7 @@ async def wait_terminal(
 
 
 async def submit(store: Any, queue: Any, repos: list[Path], tags: list[str]) -> list[str]:
-    from engine.jobs import JobRequest
+    from engine.store.jobs import JobRequest
 
     ids = []
     for repo, tag in zip(repos, tags, strict=True):
@@ -322,8 +322,8 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from autodev.embedded_redis import EmbeddedRedis
-    from engine.db import make_engine, make_sessionmaker, upgrade
-    from engine.jobs import JobLimits, JobStore
+    from engine.store.db import make_engine, make_sessionmaker, upgrade
+    from engine.store.jobs import JobLimits, JobStore
     from workers.queue import ArqJobQueue, connect
 
     database_url = args.database_url or f"sqlite+aiosqlite:///{base / 'data' / 'autodev.db'}"

@@ -26,9 +26,9 @@ from bot.replay import ReplayGuard
 from bot.reporter import SlackReporter
 from bot.service import SlackService
 from bot.tasks import TaskGroup
-from engine.jobs import JobStore
 from engine.ports import JobQueue, Reporter
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from engine.views import JobView
 
 log = logging.getLogger(__name__)

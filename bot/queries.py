@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db import session_scope
-from engine.models import Installation, InstallationRepo, Job, SlackRepoChannel
 from engine.settings import Settings
+from engine.store.db import session_scope
+from engine.store.models import Installation, InstallationRepo, Job, SlackRepoChannel
 
 
 def _grants_repo(repos: list[str], repo: str) -> bool:

@@ -9,8 +9,8 @@ import hashlib
 import json
 from typing import Any
 
-from engine.models import JobState
 from engine.settings import Settings
+from engine.store.models import JobState
 from engine.views import JobView
 
 CANCEL_ACTION = "autodev_cancel"

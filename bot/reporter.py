@@ -15,9 +15,9 @@ from bot import queries
 from bot.render import digest, parent_message, thread_replies
 from engine import events
 from engine.errors import ReporterBehind
-from engine.jobs import JobStore
 from engine.ports import JobEventView
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from engine.views import JobView
 
 log = logging.getLogger(__name__)

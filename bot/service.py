@@ -13,10 +13,10 @@ from bot import queries
 from bot.parsing import JOB_REF_RE, USAGE, CancelJob, ChangeGrant, ShowStatus, StartJob
 from bot.render import escape, short_id, status_line
 from bot.reporter import SLACK_ERRORS, SlackReporter
-from engine.actions import ActionRefused, cancel_job
-from engine.jobs import JobRequest, JobStore
+from engine.pipeline.actions import ActionRefused, cancel_job
 from engine.ports import JobQueue
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
 
 log = logging.getLogger(__name__)
 

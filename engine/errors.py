@@ -1,6 +1,8 @@
-"""Why a job stops early. Each carries a reason a user can act on; the runner turns it into a final state."""
+"""Why a job stops early (each with a reason a user can act on), and the job store's refusals."""
 
 from __future__ import annotations
+
+from engine.states import JobState
 
 
 class JobStopped(Exception):
@@ -38,3 +40,16 @@ class TransientFailure(Exception):
 
 class ReporterBehind(Exception):
     """A reporter could not show an event (its service is down) and logged why; a later call catches up."""
+
+
+class JobNotFound(LookupError):
+    """No job has this id."""
+
+
+class IllegalTransition(ValueError):
+    """A state change the job's life does not allow (a terminal job never changes again)."""
+
+    def __init__(self, job_id: str, current: JobState, target: JobState) -> None:
+        super().__init__(f"job {job_id} cannot go from {current} to {target}")
+        self.current = current
+        self.target = target

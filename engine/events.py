@@ -17,9 +17,11 @@ Each event is a row (seq, type, data). Types and their data:
 - pr             {number, url, draft, created}
 - limit          {limit, reason}                           a budget/request/time limit stopped the job
 - cancel_requested {by}
+- instructions   {files: [{path, chars, truncated}], step_index?}  the repository's instruction files read
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
+- retrying       {reason, in_seconds}                     a transient failure: the queue runs the job again
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ PR = "pr"
 LIMIT = "limit"
 CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
+INSTRUCTIONS = "instructions"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
+RETRYING = "retrying"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

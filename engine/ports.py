@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from engine.views import JobView
+from engine.views import JobEventView, JobView
 
 
 @runtime_checkable
@@ -20,13 +19,6 @@ class JobQueue(Protocol):
 
     async def abort(self, job_id: str) -> None:
         """Ask a running job to stop; the engine also honours the job's cancel flag between calls."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobEventView:
-    seq: int
-    type: str
-    data: dict[str, object]
 
 
 @runtime_checkable
@@ -46,11 +38,9 @@ class GitRemote:
     url: str
     http_headers: dict[str, str] = field(default_factory=dict)
 
-    def git_config_args(self) -> list[str]:
-        args: list[str] = []
-        for name, value in self.http_headers.items():
-            args += ["-c", f"http.extraHeader={name}: {value}"]
-        return args
+    def git_config(self) -> list[tuple[str, str]]:
+        """The git configuration that carries the headers (handed to git through its environment)."""
+        return [("http.extraHeader", f"{name}: {value}") for name, value in self.http_headers.items()]
 
 
 @dataclass(frozen=True, slots=True)

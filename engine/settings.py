@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/autodev.db"
 
@@ -19,9 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Storage and queue
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validate_default=True)
     redis_url: str | None = None
-    data_dir: Path = Path("./data")
+    data_dir: Path = Field(default=Path("./data"), validate_default=True)
     public_url: str = "http://localhost:8000"
 
     # GitHub App
@@ -106,7 +107,18 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
+        url = make_url(value)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            path = Path(url.database).expanduser()
+            if not path.is_absolute():
+                value = url.set(database=str(path.absolute())).render_as_string(hide_password=False)
         return value
+
+    @field_validator("data_dir", "workspace_dir", "pricing_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Made absolute once, at start-up: git and the repository's commands run in other directories."""
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("redis_url")
     @classmethod

@@ -8,9 +8,9 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter
 
 from engine.errors import PermanentFailure
-from engine.jobs import JobStore
 from engine.ports import CodeHost, JobQueue, Reporter
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from engine.views import JobView
 from github_app.client import GitHubApi
 from github_app.code_host import GitHubCodeHost

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db import session_scope
-from engine.models import Installation, InstallationRepo
+from engine.store.db import session_scope
+from engine.store.models import Installation, InstallationRepo
 from github_app.payloads import InstallationEvent, InstallationReposEvent
 
 

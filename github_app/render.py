@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.models import JobState
+from engine.store.models import JobState
 from engine.views import JobView
 
 MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️"}

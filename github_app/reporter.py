@@ -10,10 +10,10 @@ from typing import Any
 from githubkit.exception import RequestFailed
 
 from engine import events
-from engine.jobs import JobStore
-from engine.models import JobState
 from engine.ports import JobEventView
 from engine.settings import Settings
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
 from engine.views import JobView
 from github_app.client import GitHubApi
 from github_app.render import check_summary, check_title, comment_body, job_url

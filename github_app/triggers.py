@@ -12,12 +12,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from githubkit.exception import RequestFailed
 
-from engine.actions import ActionRefused, cancel_job, retry_job
-from engine.intake import Intake
-from engine.jobs import JobNotFound, JobRequest, JobStore
-from engine.models import JobKind
+from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
 from engine.ports import JobQueue
 from engine.settings import Settings
+from engine.store.intake import Intake
+from engine.store.jobs import JobNotFound, JobRequest, JobStore
+from engine.store.models import JobKind
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.payloads import CheckRunEvent, Event, Issue, IssueCommentEvent, IssuesEvent, ReviewEvent
 

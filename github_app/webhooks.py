@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import logctx
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from github_app.client import GitHubUnavailable
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, InstallationReposEvent

@@ -17,10 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autodev.embedded_redis import EmbeddedRedis
-from engine.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
-from engine.jobs import JobLimits, JobStore
-from engine.models import Base
 from engine.settings import Settings
+from engine.store.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
+from engine.store.jobs import JobLimits, JobStore
+from engine.store.models import Base
 from tests.support import skip_policy
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from engine.jobs import JobStore
 from engine.ports import JobQueue
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from web.api import add_api_routes
-from web.context import STATIC_FILES, STATIC_PREFIX, WebContext
+from web.context import STATIC_FILES, STATIC_PREFIX, WebContext, render_html
 from web.pages import add_page_routes
 
-__all__ = ["make_router"]
+__all__ = ["make_router", "render_html"]
 
 
 def make_router(

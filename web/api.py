@@ -15,8 +15,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from engine.jobs import JobNotFound
-from engine.models import JobState
+from engine.store.jobs import JobNotFound
+from engine.store.models import JobState
 from engine.views import JobView
 from web.context import WebContext
 from web.present import fingerprint

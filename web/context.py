@@ -12,9 +12,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from engine.jobs import JobNotFound, JobStore
 from engine.ports import JobQueue
 from engine.settings import Settings
+from engine.store.jobs import JobNotFound, JobStore
 from engine.views import JobView
 from web.access import Access, job_token_ok
 from web.present import PYGMENTS_CSS, duration, safe_url, usd
@@ -53,6 +53,7 @@ def static_url(name: str) -> str:
 
 
 def _environment() -> Environment:
+    """The one Jinja environment of autodev's pages (the home page and the job pages)."""
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=True,  # job content (titles, diffs, test output) is untrusted
@@ -65,6 +66,14 @@ def _environment() -> Environment:
     env.filters["duration"] = duration
     env.filters["safe_url"] = safe_url
     return env
+
+
+PAGES = _environment()
+
+
+def render_html(name: str, **values: Any) -> str:
+    """A page's HTML from web/templates, for pages served outside the job pages' router (the home page)."""
+    return PAGES.get_template(name).render(**values)
 
 
 @dataclass
@@ -80,7 +89,7 @@ class WebContext:
     def build(
         cls, store: JobStore, settings: Settings, queue: JobQueue | None, poll_interval: float
     ) -> WebContext:
-        return cls(store, settings, queue, Access(settings), poll_interval, _environment())
+        return cls(store, settings, queue, Access(settings), poll_interval, PAGES)
 
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         body = self.env.get_template(name).render(**values)

@@ -17,10 +17,11 @@ from arq import Retry
 from arq.constants import in_progress_key_prefix
 from arq.jobs import JobStatus
 
-from engine import logctx, runner
+from engine import events, logctx
 from engine.errors import TransientFailure
-from engine.models import JobState, utcnow
+from engine.pipeline import run as runner
 from engine.settings import Settings
+from engine.store.models import JobState, utcnow
 from workers.queue import ArqJobQueue
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ async def _run_job(ctx: dict[str, Any], job_id: str) -> str:
             return (await runner.fail_job(job_id, deps, reason)).value
         defer = exc.retry_after if exc.retry_after is not None else _backoff(try_number)
         log.warning("transient failure, retrying in %.0fs: %s", defer, exc.reason, extra={"job_id": job_id})
-        await deps.store.append_event(job_id, "retrying", {"reason": exc.reason, "in_seconds": round(defer)})
+        await deps.store.append_event(
+            job_id, events.RETRYING, {"reason": exc.reason, "in_seconds": round(defer)}
+        )
         raise Retry(defer=defer) from exc
     return state.value
 

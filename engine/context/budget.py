@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.context.tokenize import tokenize
-from engine.tokens import count_tokens
+from engine.llm.tokens import count_tokens
 
 CONTEXT_LINES = 3
 MIN_USEFUL_TOKENS = 40  # a compacted piece smaller than this is noise, not context

@@ -11,7 +11,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rank_bm25 import BM25Okapi
@@ -32,24 +31,11 @@ class RepoIndex:
     files: dict[str, FileEntry] = field(default_factory=dict)
     version: int = INDEX_VERSION
     skipped: set[str] = field(default_factory=set)  # listed but not text (binary, too big): not parsed again
-    # Derived on load, never pickled.
+    # Derived from the fields above (finalize), never stored.
     paths: list[str] = field(default_factory=list, repr=False)
     bm25: BM25Okapi | None = field(default=None, repr=False)
     definitions: dict[str, list[tuple[str, Symbol]]] = field(default_factory=dict, repr=False)
     by_basename: dict[str, list[str]] = field(default_factory=dict, repr=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "repo": self.repo,
-            "commit": self.commit,
-            "files": self.files,
-            "version": self.version,
-            "skipped": self.skipped,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
-        self.finalize()
 
     def finalize(self) -> RepoIndex:
         """Build the lookup tables and the BM25 model from the per-file term counts."""

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db import session_scope
-from engine.models import MemoryNote
+from engine.store.db import session_scope
+from engine.store.models import MemoryNote
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,16 @@
 The index always describes the working tree. A cache entry is saved for the HEAD commit together with the
 paths whose content on disk differed from that commit (uncommitted edits); those are parsed again whenever
 the entry is reused, as are the files `git diff --name-only` names between the cached commit and HEAD.
+
+Entries are JSON: loading one runs no code, whatever wrote the file (never pickle, which a planted file
+turns into code execution in the worker).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
 import re
 import subprocess
 import time
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.context.index import INDEX_VERSION, RepoIndex, build_index, update_index
-from engine.context.parse import is_indexable
+from engine.context.parse import FileEntry, Symbol, is_indexable
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +141,12 @@ class IndexCache:
 
     def load_latest(self, repo: str) -> tuple[RepoIndex, set[str]] | None:
         folder = self.folder(repo)
-        candidates = sorted(folder.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        candidates = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         for path in candidates:
             try:
-                with path.open("rb") as handle:
-                    stored = pickle.load(handle)
-                index, dirty = stored["index"], set(stored["dirty"])
-                if stored.get("version") == INDEX_VERSION and isinstance(index, RepoIndex):
-                    return index, dirty
+                stored = json.loads(path.read_bytes())
+                if stored.get("version") == INDEX_VERSION and stored.get("repo") == repo:
+                    return index_from_json(stored), set(stored["dirty"])
             except Exception as error:  # a torn or foreign file is a cache miss, not a failure
                 log.warning("ignoring unreadable index cache %s: %s", path, error)
         return None
@@ -153,17 +154,59 @@ class IndexCache:
     def save(self, repo: str, index: RepoIndex, dirty: set[str]) -> None:
         folder = self.folder(repo)
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{index.commit}.pkl"
+        target = folder / f"{index.commit}.json"
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        with temporary.open("wb") as handle:
-            pickle.dump(
-                {"version": INDEX_VERSION, "index": index, "dirty": sorted(dirty)}, handle, protocol=5
-            )
+        stored = {**index_to_json(index), "dirty": sorted(dirty)}
+        temporary.write_text(json.dumps(stored, separators=(",", ":")))
         os.replace(temporary, target)
-        for old in sorted(folder.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[
+        for old in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[
             KEEP_PER_REPO:
         ]:
             old.unlink(missing_ok=True)
+
+
+def index_to_json(index: RepoIndex) -> dict[str, object]:
+    """The index's stored part as plain JSON values (the lookup tables and BM25 are derived on load)."""
+    files = {
+        path: [e.digest, e.lines, [[s.name, s.kind, s.line, s.end_line] for s in e.symbols], e.chunks,
+               e.terms, e.length]
+        for path, e in index.files.items()
+    }  # fmt: skip
+    return {
+        "version": index.version,
+        "repo": index.repo,
+        "commit": index.commit,
+        "skipped": sorted(index.skipped),
+        "files": files,
+    }
+
+
+def index_from_json(stored: dict[str, object]) -> RepoIndex:
+    """The index `index_to_json` stored; a value of the wrong shape raises (a miss for the caller)."""
+    raw = stored["files"]
+    if not isinstance(raw, dict):
+        raise ValueError("files is not an object")
+    files: dict[str, FileEntry] = {}
+    for path, (digest, lines, symbols, chunks, terms, length) in raw.items():
+        files[str(path)] = FileEntry(
+            path=str(path),
+            digest=str(digest),
+            lines=int(lines),
+            symbols=[Symbol(str(n), str(k), int(a), int(b)) for n, k, a, b in symbols],
+            chunks=[(int(a), int(b)) for a, b in chunks],
+            terms={str(term): int(count) for term, count in terms.items()},
+            length=int(length),
+        )
+    skipped = stored["skipped"]
+    if not isinstance(skipped, list):
+        raise ValueError("skipped is not a list")
+    commit = stored["commit"]
+    return RepoIndex(
+        repo=str(stored["repo"]),
+        commit=None if commit is None else str(commit),
+        files=files,
+        skipped={str(s) for s in skipped},
+    ).finalize()
 
 
 def load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:

@@ -46,3 +46,43 @@ async def test_a_run_leaves_a_branch_and_prints_plan_steps_tokens_and_dollars(
     assert "tokens:" in out and "$0.0" in out and "succeeded" in out
     branch = next(line.split()[3] for line in out.splitlines() if line.startswith("branch left behind"))
     assert git(project, "show", f"{branch}:README.md") == "# calc\n"
+
+
+async def test_a_run_from_the_default_relative_data_dir_succeeds_and_shows_progress_as_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: on DATA_DIR=./data (the default) `git worktree add` ran inside the mirror with a relative
+    path and every job failed; and nothing was printed between the first line and the summary."""
+    make_project(tmp_path / "project")
+    monkeypatch.chdir(tmp_path)
+    async with FakeLLM() as llm:
+        settings = make_settings(
+            tmp_path,
+            data_dir=Path("data"),
+            workspace_dir=None,
+            database_url="sqlite+aiosqlite:///./data/autodev.db",
+            openai_base_url=llm.base_url,
+            openai_api_key="sk-cli-test-123",
+        )
+        llm.reply_json(plan("Add a readme"))
+        llm.reply_tool_calls(("create_file", {"path": "README.md", "content": "# calc\n"}))
+        llm.reply_text("Added.")
+        args = parse("--repo", "project", "Add a README")
+        code = await asyncio.to_thread(args.handler, args, settings)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (tmp_path / "data" / "autodev.db").is_file() and (tmp_path / "data" / "work").is_dir()
+    progress = [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("[")]
+    assert [p.split(" (")[0] for p in progress] == [
+        "running",
+        "preparing",
+        "planning",
+        "plan: 1 steps",
+        "coding step 1/1",
+        "testing step 1/1",
+        "tests round 0: passed",
+        "step 1 done",
+        "publishing",
+        "succeeded",
+    ]
+    assert "    1. Add a readme" in out

@@ -65,7 +65,7 @@ def test_no_credentials_at_all_is_a_valid_configuration() -> None:
     assert not settings.github_configured
     assert not settings.slack_configured
     assert not settings.llm_configured
-    assert settings.database_url == "sqlite+aiosqlite:///./data/autodev.db"
+    assert settings.database_url == f"sqlite+aiosqlite:///{Path.cwd()}/data/autodev.db"  # ./data, absolute
 
 
 def test_the_private_key_may_be_a_path_to_the_pem(tmp_path: Path) -> None:
@@ -79,3 +79,27 @@ def test_the_private_key_may_be_a_path_to_the_pem(tmp_path: Path) -> None:
 
     assert from_path.github_private_key_pem() == pem.read_text()
     assert (inline.github_private_key_pem() or "").splitlines()[1] == "abc"
+
+
+def test_relative_paths_are_made_absolute_once_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: with the default DATA_DIR=./data, `git worktree add` got a relative path and every job
+    failed; git and the repository's commands run in other directories than the service."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATA_DIR", "DATABASE_URL", "WORKSPACE_DIR", "PRICING_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKSPACE_DIR", "work")
+    monkeypatch.setenv("PRICING_FILE", "~/prices.json")
+
+    settings = load_settings(_env_file=None)
+
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.workspace_dir == tmp_path / "work"
+    assert settings.pricing_file == Path.home() / "prices.json"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/data/autodev.db"
+
+
+def test_sqlite_in_memory_and_absolute_database_urls_are_kept_as_given() -> None:
+    for url in ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:////srv/autodev.db"):
+        assert load_settings(_env_file=None, database_url=url).database_url == url

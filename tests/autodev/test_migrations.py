@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from engine.db import make_engine
-from engine.models import Base
+from engine.store.db import make_engine
+from engine.store.models import Base
 
 
 async def _diff(url: str) -> list[Any]:

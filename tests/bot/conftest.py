@@ -18,10 +18,10 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import SlackBot
-from engine.db import session_scope
-from engine.jobs import JobLimits, JobStore
-from engine.models import Installation, InstallationRepo
 from engine.settings import Settings
+from engine.store.db import session_scope
+from engine.store.jobs import JobLimits, JobStore
+from engine.store.models import Installation, InstallationRepo
 from tests.conftest import make_settings
 from tests.support.fake_slack import FakeSlack
 from tests.support.recording_queue import RecordingQueue as RecordingQueue

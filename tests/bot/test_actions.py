@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot import SlackBot
-from engine.jobs import JobStore
-from engine.models import JobState
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
 from tests.bot.conftest import ADMIN, CHANNEL, REPO, USER, RecordingQueue, SlackClient
 from tests.support.fake_slack import FakeSlack
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from bot import SlackBot
 from bot.listeners import commands
 from bot.render import short_id
-from engine.db import make_engine, make_sessionmaker
-from engine.jobs import JobLimits, JobStore
-from engine.models import Job, JobState, SlackRepoChannel
 from engine.settings import Settings
+from engine.store.db import make_engine, make_sessionmaker
+from engine.store.jobs import JobLimits, JobStore
+from engine.store.models import Job, JobState, SlackRepoChannel
 from tests.bot.conftest import (
     ADMIN,
     CHANNEL,

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from bot import SlackBot
-from engine.jobs import JobStore
+from engine.store.jobs import JobStore
 from tests.bot.conftest import RecordingQueue, SlackClient, slack_settings
 from tests.conftest import make_settings
 from tests.support.fake_slack import FakeSlack

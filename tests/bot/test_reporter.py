@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bot import SlackBot
-from engine.db import session_scope
-from engine.jobs import JobRequest, JobStore
-from engine.models import CostEntry, JobState, SlackRepoChannel
+from engine.pipeline.run import EngineDeps, JobRun, run_job
 from engine.ports import CodeHost, Reporter
-from engine.runner import EngineDeps, JobRun, run_job
+from engine.store.db import session_scope
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import CostEntry, JobState, SlackRepoChannel
 from engine.views import JobView
 from tests.bot.conftest import CHANNEL, REPO, USER, SlackClient
 from tests.support.fake_slack import FakeSlack

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import SlackBot
-from engine.jobs import JobStore
+from engine.store.jobs import JobStore
 from tests.bot.conftest import CHANNEL, REPO, USER, RecordingQueue, slack_settings
 from tests.support.fake_slack import FakeSlack
 

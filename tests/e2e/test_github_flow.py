@@ -15,8 +15,8 @@ import pytest
 from autodev.app import create_app
 from autodev.runtime import Runtime
 from autodev.serve import build_worker
-from engine.models import JobState
 from engine.settings import Settings
+from engine.store.models import JobState
 from tests.conftest import make_settings
 from tests.github_app.conftest import REPO, as_app_delivery, deliver, payload
 from tests.github_app.conftest import private_key as private_key

@@ -12,8 +12,8 @@ import pytest
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
-from engine.db import session_scope
-from engine.models import Installation, InstallationRepo, JobState, utcnow
+from engine.store.db import session_scope
+from engine.store.models import Installation, InstallationRepo, JobState, utcnow
 from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
 from tests.e2e.test_github_flow import SLUG, git, stack_settings, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote

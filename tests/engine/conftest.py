@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from engine.jobs import JobRequest, JobStore
-from engine.models import JobState
+from engine.pipeline.run import EngineDeps, run_job
 from engine.ports import GitRemote, PullRequest, Reporter
-from engine.runner import EngineDeps, run_job
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import JobState
 from tests.conftest import make_settings
 from tests.support.fake_llm import FakeLLM
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
-from engine.models import JobState
+from engine.store.models import JobState
 from tests.e2e.test_github_flow import SLUG, labeled_issue, stack_settings
 from tests.github_app.conftest import REPO, deliver
 from tests.github_app.conftest import private_key as private_key

@@ -10,8 +10,8 @@ import redis
 
 from autodev.embedded_redis import EmbeddedRedis
 from autodev.runtime import Runtime
-from engine.models import JobState
 from engine.settings import Settings
+from engine.store.models import JobState
 from tests.e2e.test_github_flow import labeled_issue, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from arq.jobs import JobStatus
 
-from engine.models import JobState
+from engine.store.models import JobState
 from tests.e2e.test_github_flow import git, labeled_issue, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services

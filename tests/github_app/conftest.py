@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from githubkit.webhooks import sign
 
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from github_app import GitHubApp
 from tests.conftest import make_settings
 from tests.support.fake_github import FakeGitHub

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.errors import PermanentFailure, TransientFailure
-from engine.jobs import JobRequest, JobStore
 from engine.ports import CodeHost
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
 from github_app import GitHubApp, GitHubCodeHost
 from tests.github_app.conftest import INSTALLATION
 from tests.support.fake_github import FakeGitHub
@@ -61,10 +61,10 @@ async def test_a_file_remote_is_cloneable_and_carries_no_token(
     github.add_repo(REPO, clone_url=bare.as_uri(), default_branch="main")
     remote = await host.remote(REPO)
     assert remote.url == bare.as_uri() and remote.http_headers == {}
-    git(*remote.git_config_args(), "clone", "-q", remote.url, str(tmp_path / "clone"))
+    git("clone", "-q", remote.url, str(tmp_path / "clone"))
     assert (tmp_path / "clone" / "README.md").read_text() == "hello\n"
     assert await host.default_branch(REPO) == "main"
-    assert remote.git_config_args() == []
+    assert remote.git_config() == []
 
 
 async def test_an_https_remote_gets_the_installation_token_as_a_basic_auth_header(

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from engine import events
-from engine.jobs import JobRequest, JobStore
-from engine.models import JobState
 from engine.ports import JobEventView
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import JobState
 from github_app import GitHubApp, GitHubReporter
 from tests.github_app.conftest import INSTALLATION, REPO
 from tests.support.fake_github import FakeGitHub

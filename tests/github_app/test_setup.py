@@ -13,8 +13,8 @@ import pytest
 import yaml
 from fastapi import FastAPI
 
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from github_app import GitHubApp
 from github_app.manifest import APP_YML, unreachable_from_github
 from github_app.setup import setup_router

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.jobs import JobRequest, JobStore
-from engine.models import Installation, InstallationRepo, JobKind, JobState
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import Installation, InstallationRepo, JobKind, JobState
 from github_app import GitHubApp
 from github_app.client import MAX_RETRIES
 from tests.conftest import make_settings
@@ -374,8 +374,8 @@ async def test_a_failed_enqueue_still_answers_202_with_the_durable_job(
 async def test_a_database_outage_answers_503_so_github_redelivers(
     gh_settings: Settings, github: FakeGitHub, tmp_path: Path
 ) -> None:
-    from engine.db import make_engine, make_sessionmaker
-    from engine.jobs import JobLimits
+    from engine.store.db import make_engine, make_sessionmaker
+    from engine.store.jobs import JobLimits
 
     github.add_repo(REPO, writers={"alice"})
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'none.db'}")

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from engine.jobs import JobRequest, JobStore
-from engine.models import CostEntry, Job, JobState
 from engine.ports import JobQueue
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import CostEntry, Job, JobState
 from tests.conftest import make_settings
 from web import make_router
 

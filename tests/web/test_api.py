@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 
-from engine.jobs import JobStore
-from engine.models import JobState
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
 from tests.web.conftest import running_job, submit
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from tests.web.conftest import make_app, running_job
 
 pytestmark = pytest.mark.browser

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from engine.jobs import JobStore
-from engine.models import JobState
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
 from tests.web.conftest import running_job, submit
 
 
@@ -126,3 +126,20 @@ async def test_an_ended_job_shows_why_and_no_longer_refreshes(
     assert "budget of $5.00 reached" in page and 'data-terminal="true"' in page
     assert 'http-equiv="refresh"' not in page
     assert "Cancel job" not in page and "Retry job" not in page  # buttons are for operators
+
+
+async def test_the_page_lists_what_the_job_was_told(client: httpx.AsyncClient, store: JobStore) -> None:
+    made = await submit(store)
+    files = [{"path": "AGENTS.md", "chars": 120, "truncated": False}]
+    await store.append_event(made.id, "instructions", {"files": files})
+    await store.append_event(
+        made.id,
+        "instructions",
+        {"files": [{"path": "web/<AGENTS>.md", "chars": 4000, "truncated": True}], "step_index": 1},
+    )
+
+    page = (await client.get(made.url)).text
+
+    assert "What this job was told" in page
+    assert "For the whole job" in page and "<code>AGENTS.md</code> (120 characters)" in page
+    assert "For step 2" in page and "<code>web/&lt;AGENTS&gt;.md</code> (4000 characters, cut to fit)" in page

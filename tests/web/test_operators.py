@@ -9,9 +9,9 @@ import httpx
 import pytest
 from arq.jobs import JobStatus
 
-from engine.jobs import JobStore
-from engine.models import JobState
 from engine.settings import Settings
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
 from tests.web.conftest import OPERATOR_TOKEN, make_app, running_job, submit
 from web.access import OPERATOR_COOKIE
 from workers.queue import ArqJobQueue, connect

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from engine.jobs import JobStore
-from engine.runner import EngineDeps, Pipeline
+from engine.pipeline.jobrun import EngineDeps, Pipeline
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from workers.queue import ArqJobQueue, connect
 from workers.settings import AutodevWorker, worker_options
 

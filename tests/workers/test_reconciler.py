@@ -8,10 +8,10 @@ from arq.connections import ArqRedis
 from arq.jobs import JobStatus
 from sqlalchemy import update
 
-from engine.db import session_scope
-from engine.jobs import JobRequest, JobStore
-from engine.models import Job, JobState, utcnow
 from engine.settings import Settings
+from engine.store.db import session_scope
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import Job, JobState, utcnow
 from tests.workers.conftest import burst_worker, worker_ctx
 from workers.jobs import reconcile
 from workers.queue import ArqJobQueue
@@ -117,7 +117,7 @@ async def claim_as_a_dead_worker(pool: ArqRedis, settings: Settings, job_id: str
 async def test_a_job_whose_worker_died_is_handed_to_another_worker_and_resumed(
     settings: Settings, store: JobStore, pool: ArqRedis
 ) -> None:
-    from engine.runner import JobRun
+    from engine.pipeline.run import JobRun
 
     job_id = await submit(store, "orphan")
     await store.transition(job_id, JobState.RUNNING)
@@ -169,7 +169,7 @@ async def test_a_running_job_holds_a_lease_and_drops_it_when_done(
 ) -> None:
     import asyncio
 
-    from engine.runner import JobRun
+    from engine.pipeline.run import JobRun
     from workers.jobs import LEASE_PREFIX
 
     job_id = await submit(store, "leased")

@@ -9,10 +9,10 @@ from pathlib import Path
 from arq.connections import ArqRedis
 
 from engine.errors import PermanentFailure, TransientFailure
-from engine.jobs import JobRequest, JobStore
-from engine.models import JobState
-from engine.runner import JobRun
+from engine.pipeline.run import JobRun
 from engine.settings import Settings
+from engine.store.jobs import JobRequest, JobStore
+from engine.store.models import JobState
 from tests.conftest import make_settings
 from tests.workers.conftest import burst_worker, worker_ctx
 from workers.queue import ArqJobQueue
@@ -124,7 +124,7 @@ async def test_a_permanent_failure_ends_the_job_with_its_reason(
 async def test_cancel_aborts_a_running_job_and_it_ends_cancelled(
     settings: Settings, store: JobStore, pool: ArqRedis
 ) -> None:
-    from engine.actions import cancel_job
+    from engine.pipeline.actions import cancel_job
 
     started = asyncio.Event()
 

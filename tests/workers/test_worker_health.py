@@ -11,8 +11,8 @@ from pathlib import Path
 from arq.connections import ArqRedis
 
 from autodev.serve import stop_worker
-from engine.jobs import JobStore
 from engine.settings import Settings
+from engine.store.jobs import JobStore
 from tests.workers.conftest import worker_ctx
 from workers.settings import AutodevWorker, health_check_key, worker_options
 

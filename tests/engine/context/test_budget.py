@@ -4,7 +4,7 @@ import pytest
 
 from engine.context import ContextEngine
 from engine.context.budget import Candidate, compact, fit
-from engine.tokens import count_tokens
+from engine.llm.tokens import count_tokens
 
 from .conftest import make_repo
 

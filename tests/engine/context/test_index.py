@@ -1,3 +1,5 @@
+import os
+import pickle
 from pathlib import Path
 
 from engine.context import ContextEngine
@@ -51,7 +53,7 @@ async def test_index_is_cached_per_commit_and_reused(sample_repo: Path, tmp_path
     assert how["index"] == "built"
     assert "billing/invoice.py" in index.files and "assets/logo.png" not in index.files
     assert index.skipped == {"data/blob.dat"}  # listed, found binary, not parsed again next time
-    assert list(IndexCache(cache).folder("acme/shop").glob("*.pkl"))
+    assert list(IndexCache(cache).folder("acme/shop").glob("*.json"))
     # A new process (a fresh engine and an empty memory cache) reads it from disk, parsing nothing.
     from engine.context import engine as engine_module
 
@@ -90,3 +92,34 @@ async def test_directory_without_git_is_indexed_from_scratch(tmp_path: Path) -> 
     assert how["index"] == "built (not a git repository)"
     assert list(index.files) == ["a.py"]
     assert not (tmp_path / "cache").exists()
+
+
+async def test_the_cache_survives_a_round_trip_unchanged(sample_repo: Path, tmp_path: Path) -> None:
+    index, _ = await ContextEngine(tmp_path / "cache").index(sample_repo, "acme/shop")
+    cache = IndexCache(tmp_path / "other")
+    cache.save("acme/shop", index, {"README.md"})
+    loaded = cache.load_latest("acme/shop")
+    assert loaded is not None
+    again, dirty = loaded
+    assert dirty == {"README.md"}
+    assert (again.repo, again.commit, again.skipped) == (index.repo, index.commit, index.skipped)
+    assert again.files == index.files
+    assert list(again.file_scores(["invoice"])) == list(index.file_scores(["invoice"]))
+
+
+def test_a_planted_cache_file_runs_no_code_when_loaded(tmp_path: Path) -> None:
+    """Regression: the cache was pickle, so a file written into the cache folder ran code in the worker."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    cache = IndexCache(tmp_path / "cache")
+    folder = cache.folder("acme/shop")
+    folder.mkdir(parents=True)
+    for name in ("0123abcd.json", "0123abcd.pkl"):
+        (folder / name).write_bytes(pickle.dumps({"version": 1, "index": Payload(), "dirty": []}))
+
+    assert cache.load_latest("acme/shop") is None
+    assert not marker.exists()

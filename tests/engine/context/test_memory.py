@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.context import ContextEngine
 from engine.context.memory import MemoryLimits, MemoryStore
-from engine.models import MemoryNote
+from engine.store.models import MemoryNote
 
 from .conftest import make_repo
 

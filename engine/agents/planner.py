@@ -1,0 +1,81 @@
+"""The planner: one LLM call that returns a schema-validated plan, with at most two repairs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from pydantic import BaseModel, Field, ValidationError
+
+from engine.agents.rules import AgentRules
+from engine.errors import PermanentFailure
+from engine.llm.client import LLMClient
+
+log = logging.getLogger(__name__)
+
+MAX_REPAIRS = 2
+PLAN_MAX_TOKENS = 4096
+
+
+class PlanStep(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    rationale: str = ""
+    acceptance: str = ""
+    files: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    summary: str = ""
+    steps: list[PlanStep] = Field(min_length=1, max_length=12)
+
+
+def parse_plan(text: str | None) -> Plan:
+    """The plan in `text`: bare JSON or JSON in a ``` fence; raises ValueError/ValidationError."""
+    if not text or not text.strip():
+        raise ValueError("the answer was empty; expected one JSON object")
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, flags=re.S)
+    raw = fenced.group(1) if fenced else text.strip()
+    if not fenced and not raw.startswith("{"):
+        start, end = raw.find("{"), raw.rfind("}")
+        if start < 0 or end < start:
+            raise ValueError("no JSON object found in the answer")
+        raw = raw[start : end + 1]
+    return Plan.model_validate(json.loads(raw))
+
+
+async def make_plan(llm: LLMClient, rules: AgentRules, *, conventions: str, task: str, context: str) -> Plan:
+    messages = [
+        {"role": "system", "content": rules.system_prompt("planner", conventions)},
+        {"role": "user", "content": f"# Task\n{task}\n\n# Repository context\n{context}"},
+    ]
+    for attempt in range(MAX_REPAIRS + 1):
+        reply = await llm.chat(role="planner", messages=messages, max_tokens=PLAN_MAX_TOKENS)
+        try:
+            return parse_plan(reply.content)
+        except (ValueError, ValidationError) as exc:
+            problem = _describe(exc)
+            log.info("plan rejected (attempt %d): %s", attempt + 1, problem)
+            if attempt == MAX_REPAIRS:
+                raise PermanentFailure(
+                    f"the planner did not return a valid plan after {MAX_REPAIRS} repairs: {problem}"
+                ) from exc
+            messages += [
+                {"role": "assistant", "content": reply.content or ""},
+                {
+                    "role": "user",
+                    "content": f"That answer is not a valid plan: {problem}\nReply again with only the JSON "
+                    'object {"summary": "...", "steps": [{"title", "rationale", "acceptance", "files"}]}.',
+                },
+            ]
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()[:8]
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    return str(exc)

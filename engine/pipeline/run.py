@@ -1,0 +1,140 @@
+"""A job's lifecycle around the pipeline: claim it, run it, end it in exactly one terminal state.
+
+Workers call `run_job`; everything a job does between `running` and its end happens in the pipeline
+(engine.pipeline.work), which talks to the world through a `JobRun` (engine.pipeline.jobrun).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from engine import events, logctx
+from engine.errors import (
+    IllegalTransition,
+    JobCancelled,
+    JobNotFound,
+    JobStopped,
+    LimitReached,
+    TransientFailure,
+)
+from engine.llm.caps import cap_refusal
+from engine.pipeline.jobrun import EngineDeps, JobRun
+from engine.pipeline.work import run_pipeline
+from engine.states import JobState
+from engine.store.models import Job
+from engine.store.reads import job_view
+
+__all__ = ["EngineDeps", "JobRun", "catch_up_reporters", "fail_job", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_job(job_id: str, deps: EngineDeps) -> JobState:
+    """Run the job to a terminal state (or hand it back on shutdown); safe to call again for the same job."""
+    with logctx.bind(job_id=job_id):
+        return await _run_job(job_id, deps)
+
+
+async def _run_job(job_id: str, deps: EngineDeps) -> JobState:
+    store = deps.store
+    try:
+        job = await store.get(job_id)
+    except JobNotFound:
+        log.warning("job %s not found; nothing to run", job_id, extra={"job_id": job_id})
+        return JobState.FAILED
+    state = JobState(job.state)
+    if state.terminal:
+        return state
+    with logctx.bind(repo=job.repo):
+        return await _claim_and_run(job_id, deps, job, state)
+
+
+async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobState) -> JobState:
+    store = deps.store
+    # Reporters are chosen by the job's origin and repository: the row just read says which.
+    run = JobRun(job_id, deps, deps.reporters_for(job_view(job, [], [], [])), job)
+    if job.cancel_requested:
+        return await _finish(run, JobState.CANCELLED, "cancelled before it started")
+    if state is JobState.QUEUED:
+        refusal = await cap_refusal(store, deps.settings, job.repo)
+        if refusal is not None:
+            return await _finish(run, JobState.FAILED, refusal, {"limit": "daily_cap"})
+    if state is JobState.RUNNING:
+        # A worker died or was stopped mid-job; pick up from the last checkpoint.
+        await store.update(job_id, attempts=job.attempts + 1)
+        await run.emit(events.RESUMED, {"attempt": job.attempts + 1})
+    else:
+        try:
+            await run.publish(await store.transition(job_id, JobState.RUNNING, phase="preparing"))
+        except IllegalTransition:
+            return JobState((await store.get(job_id)).state)
+
+    pipeline = deps.pipeline or run_pipeline
+    try:
+        await pipeline(run)
+    except JobCancelled as exc:
+        return await _finish(run, JobState.CANCELLED, exc.reason)
+    except LimitReached as exc:
+        return await _finish(run, JobState.FAILED, exc.reason, {"limit": exc.limit})
+    except JobStopped as exc:
+        return await _finish(run, JobState.FAILED, exc.reason)
+    except TransientFailure:
+        raise  # the worker decides whether another try is left
+    except asyncio.CancelledError:
+        # Aborted through the queue (cancel) or the worker is shutting down: tell them apart by the flag.
+        if await asyncio.shield(store.cancel_requested(job_id)):
+            await asyncio.shield(_finish(run, JobState.CANCELLED, "cancelled on request"))
+        raise
+    except Exception as exc:
+        log.exception("job crashed", extra={"job_id": job_id})
+        return await _finish(run, JobState.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    return await _finish(run, JobState.SUCCEEDED, None)
+
+
+async def fail_job(job_id: str, deps: EngineDeps, reason: str) -> JobState:
+    """End a job that cannot run any more (retries exhausted, worker lost) and tell its reporters."""
+    view = await deps.store.view(job_id, with_events=False)
+    if view.terminal:
+        return view.state
+    return await _finish(JobRun(job_id, deps, deps.reporters_for(view)), JobState.FAILED, reason)
+
+
+async def catch_up_reporters(job_id: str, deps: EngineDeps, names: Sequence[str]) -> list[str]:
+    """Show an ended job's final state on the reporters in `names` that missed it; the ones that now did."""
+    view = await deps.store.view(job_id)
+    ending = next((e for e in reversed(view.events) if e.type == events.STATE), None)
+    if not view.terminal or ending is None:
+        return []
+    caught_up: list[str] = []
+    for reporter in deps.reporters_for(view):
+        if reporter.name not in names:
+            continue
+        try:
+            await reporter.on_event(view, ending)
+        except Exception as exc:
+            log.warning(
+                "reporter %s still cannot show the job's end: %s",
+                reporter.name,
+                f"{type(exc).__name__}: {exc}"[:300],
+                extra={"job_id": job_id},
+            )
+            continue
+        await deps.store.append_event(
+            job_id, events.REPORTER_CAUGHT_UP, {"reporter": reporter.name, "seq": ending.seq}
+        )
+        caught_up.append(reporter.name)
+    return caught_up
+
+
+async def _finish(
+    run: JobRun, state: JobState, reason: str | None, data: dict[str, Any] | None = None
+) -> JobState:
+    try:
+        event = await run.store.transition(run.job_id, state, reason=reason, data=data)
+    except IllegalTransition as exc:
+        return exc.current
+    await run.publish(event)
+    return state

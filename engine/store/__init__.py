@@ -1,0 +1,1 @@
+"""The database: tables, migrations, and the job store (submit, transitions, events, reads, costs)."""

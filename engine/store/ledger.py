@@ -1,0 +1,76 @@
+"""The cost ledger: every LLM call's entry with the job's running totals, and what the budget guard reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from engine.errors import JobNotFound
+from engine.store.db import session_scope
+from engine.store.eventlog import JOBS, EventLog
+from engine.store.models import Base, CostEntry, utcnow
+from engine.views import JobEventView
+
+COST_ENTRIES = Base.metadata.tables[CostEntry.__tablename__]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """The columns of a job's row that its limits are checked against."""
+
+    repo: str
+    requests: int
+    max_requests: int
+    cost_usd: float
+    budget_usd: float
+    max_minutes: float
+    started_at: datetime | None
+    cancel_requested: bool
+
+
+class CostLedger(EventLog):
+    """Cost entries and totals, written with their `llm_call` event; reads for budgets and spending caps."""
+
+    async def add_cost(
+        self, entry: CostEntry, event: tuple[str, dict[str, Any]] | None = None
+    ) -> JobEventView | None:
+        """Record one LLM call, add it to the job's running totals and append `event` (its `llm_call`), all
+        in one transaction: one UPDATE of the job row takes the totals and the event's number together."""
+        totals: dict[str, Any] = {
+            "cost_usd": JOBS.c.cost_usd + entry.usd,
+            "tokens_in": JOBS.c.tokens_in + entry.tokens_in,
+            "tokens_out": JOBS.c.tokens_out + entry.tokens_out,
+            "requests": JOBS.c.requests + 1,
+        }
+        cost = {c.key: getattr(entry, c.key) for c in COST_ENTRIES.c if getattr(entry, c.key) is not None}
+        async with session_scope(self.sessions) as session:
+            conn = await session.connection()
+            if event is None:
+                await conn.execute(
+                    update(JOBS).where(JOBS.c.id == entry.job_id).values(updated_at=utcnow(), **totals)
+                )
+                appended = None
+            else:
+                appended = await self._append(session, entry.job_id, event[0], event[1], fields=totals)
+            await conn.execute(insert(COST_ENTRIES).values(**cost))
+        return appended
+
+    async def budget_state(self, job_id: str) -> BudgetState:
+        """What the guard before an LLM call needs, in one read of the job row (no ORM object)."""
+        columns = [getattr(JOBS.c, name) for name in BudgetState.__annotations__]
+        async with self.sessions() as session:
+            row = (await session.execute(select(*columns).where(JOBS.c.id == job_id))).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        self._saw_cancel(job_id, row.cancel_requested)
+        return BudgetState(**row._asdict())
+
+    async def spent_since(self, since: datetime, *, repo: str | None = None) -> float:
+        query = select(func.coalesce(func.sum(CostEntry.usd), 0.0)).where(CostEntry.created_at >= since)
+        if repo:
+            query = query.where(CostEntry.repo == repo)
+        async with self.sessions() as session:
+            return float((await session.execute(query)).scalar_one())

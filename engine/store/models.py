@@ -1,0 +1,210 @@
+"""The job store's tables: jobs, their append-only events, steps, cost entries, and what adapters keep."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from engine.states import JobKind, JobState, StepState
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime,
+    }
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    access_token: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20), default=JobKind.IMPLEMENT.value)
+    # Where the request came from: github_issue, github_comment, github_review, github_check, slack, cli.
+    trigger: Mapped[str] = mapped_column(String(32))
+    repo: Mapped[str] = mapped_column(String(200), index=True)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    issue_number: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    task: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(200))
+    base_branch: Mapped[str | None] = mapped_column(String(200))
+    branch: Mapped[str | None] = mapped_column(String(200))
+    # Origin-specific details the reporters need (comment ids, Slack channel and ts, …).
+    origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Per-reporter state (check run id, sticky comment id, Slack parent ts, …), written by the worker.
+    reporter_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    retry_of: Mapped[str | None] = mapped_column(String(32))
+
+    state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED.value, index=True)
+    phase: Mapped[str | None] = mapped_column(String(40))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    budget_usd: Mapped[float] = mapped_column(Float)
+    max_requests: Mapped[int] = mapped_column(Integer)
+    max_minutes: Mapped[float] = mapped_column(Float)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    pr_url: Mapped[str | None] = mapped_column(String(500))
+    head_sha: Mapped[str | None] = mapped_column(String(64))
+    agents_md_hash: Mapped[str | None] = mapped_column(String(64))
+    context_diagnostics: Mapped[list[Any]] = mapped_column(default=list)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState(self.state)
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_events_job_seq"),)
+
+
+class Step(Base):
+    __tablename__ = "steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    acceptance: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(20), default=StepState.PENDING.value)
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    diff: Mapped[str | None] = mapped_column(Text)
+    test_command: Mapped[str | None] = mapped_column(Text)
+    test_output: Mapped[str | None] = mapped_column(Text)
+    test_passed: Mapped[bool | None] = mapped_column(Boolean)
+    repair_rounds: Mapped[int] = mapped_column(Integer, default=0)
+    refused_edits: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("job_id", "index", name="uq_steps_job_index"),)
+
+
+class CostEntry(Base):
+    __tablename__ = "cost_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step_index: Mapped[int | None] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(100))
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    usd: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    repo: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MemoryNote(Base):
+    """Typed notes the agents keep per job and per repository (Decision, Constraint, Todo, Glossary, Link)."""
+
+    __tablename__ = "memory_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Installation(Base):
+    """A GitHub App installation, kept from `installation*` webhooks."""
+
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(String(200))
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InstallationRepo(Base):
+    __tablename__ = "installation_repos"
+
+    installation_id: Mapped[int] = mapped_column(
+        ForeignKey("installations.id", ondelete="CASCADE"), primary_key=True
+    )
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class SlackRepoChannel(Base):
+    """A Slack channel that follows a repository's jobs, and who may target which repo from Slack."""
+
+    __tablename__ = "slack_grants"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # channel id (C…) or user id (U…)
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    follow: Mapped[bool] = mapped_column(Boolean, default=False)  # post jobs of this repo to the channel
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

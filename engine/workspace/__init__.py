@@ -1,0 +1,1 @@
+"""Where a job's work happens: git mirrors and worktrees, the edit guard, the repository's commands."""
