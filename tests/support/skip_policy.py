@@ -1,9 +1,10 @@
 """Which tests may skip: only those that need an external server or program this machine lacks.
 
-Those are PostgreSQL (TEST_DATABASE_URL) and Chromium, and they skip through `skip_without(what, how)`, which
-says what is missing and how to enable it. A skip for any other reason (a missing fixture file, an import that
-failed, a forgotten `skip` mark) hides a test that should run everywhere: such skips are listed at the end of
-every run, and with `CI=true` they fail it, so a fork's CI cannot go green while running less than it claims.
+Those are PostgreSQL (TEST_DATABASE_URL), Chromium and a working bubblewrap (or the kernel a sandbox test
+needs). They skip through `skip_without(what, how)`, or a skip reason starting with MISSING, saying what is
+missing and how to enable it. A skip for any other reason (a missing fixture file, an import that failed, a
+forgotten `skip` mark) hides a test that should run everywhere: such skips are listed at the end of every run,
+and with `CI=true` they fail it, so a fork's CI cannot go green while running less than it claims.
 
 tests/conftest.py installs these hooks; `pytest -p tests.support.skip_policy` installs them anywhere else.
 """
@@ -19,7 +20,7 @@ MISSING = "not on this machine: "
 
 
 def skip_without(what: str, how: str) -> NoReturn:
-    """Skip this test: `what` (PostgreSQL, Chromium) is not here, and `how` says how to enable it."""
+    """Skip this test: `what` (PostgreSQL, Chromium, bubblewrap) is not here; `how` says how to enable it."""
     pytest.skip(f"{MISSING}{what} ({how})")
 
 
