@@ -29,3 +29,11 @@ def test_the_readme_names_no_command_a_fresh_clone_lacks() -> None:
     """Regression: `uv run autodev …` and the lint line failed with `uv: command not found`."""
     assert "uv run" not in README
     assert not re.search(r"\.\./shared", README)  # the workspace beside this one is not in a clone
+
+
+def test_every_relative_link_in_the_readme_resolves_in_the_repository() -> None:
+    """Regression: the README linked the design in the workspace beside the repository, absent in a clone."""
+    links = [target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", README)]
+    local = [link for link in links if link and not re.match(r"[a-z]+:", link)]
+    assert "docs/architecture.md" in local
+    assert [link for link in local if not (ROOT / link).exists()] == []
