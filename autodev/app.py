@@ -1,13 +1,14 @@
-"""The ASGI app: health, readiness, the home page, metrics, and each surface's router."""
+"""The ASGI app: health, readiness, the home page and docs, metrics, and each surface's router."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from autodev import metrics
 from autodev.runtime import Runtime
@@ -19,6 +20,14 @@ from web import render_html
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+PROJECT = Path(__file__).resolve().parent.parent
+# The docs the home page links to, served as plain text: a fixed set of files read at start-up (no path from
+# a request reaches the file system).
+DOCS = {
+    p.name: p.read_text()
+    for p in [PROJECT / "README.md", PROJECT / ".env.example", *sorted((PROJECT / "docs").glob("*.md"))]
+    if p.is_file()
+}
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -46,7 +55,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
         sandbox = await asyncio.to_thread(sandbox_status, runtime.settings)
-        return HTMLResponse(render_html("home.html", surfaces=[*surfaces(runtime), sandbox_surface(sandbox)]))
+        shown = [*surfaces(runtime), sandbox_surface(sandbox)]
+        return HTMLResponse(render_html("home.html", surfaces=shown, docs=list(DOCS)))
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    async def docs(name: str) -> Response:
+        text = DOCS.get(name)
+        if text is None:
+            return PlainTextResponse("not found", status_code=404)
+        return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -72,6 +89,7 @@ def sandbox_surface(status: dict[str, str | None]) -> dict[str, Any]:
         "configured": status["problem"] is None,
         "how": f"{status['problem']}. Install bubblewrap (Debian: apt-get install bubblewrap) so that tests "
         "run isolated from autodev's secrets; SANDBOX=none runs them unsandboxed.",
+        "link": ("/docs/README.md", "how the sandbox works"),
     }
 
 
@@ -81,19 +99,22 @@ def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
         {
             "name": "GitHub App",
             "configured": settings.github_configured,
-            "how": "Open /github/setup to register the App in one click, or set GITHUB_APP_ID, "
-            "GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET. Webhooks: POST /github/webhooks.",
+            "how": "Register the App in one click, or set GITHUB_APP_ID, GITHUB_PRIVATE_KEY and "
+            "GITHUB_WEBHOOK_SECRET. Webhooks: POST /github/webhooks.",
+            "link": ("/github/setup", "Create the GitHub App"),
         },
         {
             "name": "Slack",
             "configured": settings.slack_configured,
             "how": "Create the app from slack-manifest.yml, then set SLACK_BOT_TOKEN and "
             "SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode). Requests: POST /slack/events.",
+            "link": ("/docs/slack.md", "Slack setup") if "slack.md" in DOCS else None,
         },
         {
             "name": "LLM",
             "configured": settings.llm_configured,
             "how": "Set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server (Ollama, vLLM); "
             f"models: MODEL_PLANNER={settings.model_planner}, MODEL_CODER={settings.model_coder}.",
+            "link": None,
         },
     ]

@@ -61,9 +61,7 @@ from tests.support.fake_github import Call, FakeGitHub
 from tests.support.fake_llm import FakeLLM
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = (
-    ROOT.parent / "shared" / "corpora" / "github-webhooks" / "examples" / "issues" / "labeled.payload.json"
-)
+CORPUS = ROOT / "tests" / "fixtures" / "github-webhooks" / "examples" / "issues" / "labeled.payload.json"
 REPO = "Codertocat/Hello-World"
 INSTALLATION = 77
 SECRET = "bench-webhook-secret"

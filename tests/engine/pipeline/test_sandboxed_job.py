@@ -19,6 +19,7 @@ from engine.store.models import JobState
 from tests.conftest import BWRAP_PROBLEM
 from tests.engine.conftest import RecordingHost, git, llm_settings, make_project, plan, run, submit
 from tests.support.fake_llm import FakeLLM
+from tests.support.skip_policy import MISSING
 
 PROBE = Path(__file__).resolve().parents[2] / "fixtures" / "sandbox_probe.py"
 SECRET = "sk-worker-secret-for-the-probe-0123"
@@ -70,7 +71,7 @@ async def probe_job(
     return list(json.loads(line.removeprefix("PROBE ")))
 
 
-@pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"needs bubblewrap: {BWRAP_PROBLEM}")
+@pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"{MISSING}bubblewrap ({BWRAP_PROBLEM})")
 async def test_in_the_sandbox_the_repository_s_tests_reach_nothing_of_autodev_s(
     tmp_path: Path,
     database_url: str,

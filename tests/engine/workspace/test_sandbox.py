@@ -33,6 +33,7 @@ from engine.workspace.sandbox import (
     sandbox_env,
 )
 from engine.workspace.sandbox_fs import default_hidden, mount_args, mount_sources, toolchains
+from tests.support.skip_policy import MISSING, skip_without
 
 SECRET_NAME = "AUTODEV_PROBE_SECRET"
 
@@ -171,7 +172,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
 def bwrap(site: Site) -> BwrapRunner:
     problem = bwrap_problem()
     if problem:
-        pytest.skip(problem)
+        skip_without("a working bubblewrap", f"{problem}; apt-get install bubblewrap, user namespaces on")
     return BwrapRunner(hidden=[site.data])
 
 
@@ -307,7 +308,7 @@ async def test_a_fork_loop_is_stopped_at_the_process_limit(bwrap: BwrapRunner, s
 
 @pytest.mark.skipif(
     os.geteuid() != 0 or not sandbox_module._kernel_at_least(6, 14),
-    reason="pid_max per namespace: root, 6.14+",
+    reason=f"{MISSING}root on Linux 6.14+ (pid_max per namespace)",
 )
 async def test_as_root_the_kernel_refuses_forks_past_the_namespace_pid_max(
     bwrap: BwrapRunner, site: Site, monkeypatch: pytest.MonkeyPatch
@@ -438,8 +439,8 @@ def test_make_runner_fails_closed_without_bwrap() -> None:
 
 def test_make_runner_gives_bwrap_when_it_works() -> None:
     """auto and bwrap give the bubblewrap runner where bwrap starts."""
-    if bwrap_problem():
-        pytest.skip(bwrap_problem() or "")
+    if problem := bwrap_problem():
+        skip_without("a working bubblewrap", f"{problem}; apt-get install bubblewrap, user namespaces on")
     assert make_runner("auto").name == make_runner("bwrap").name == "bwrap"
 
 
