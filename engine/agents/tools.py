@@ -8,10 +8,8 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from engine import events
@@ -114,20 +112,11 @@ class ToolBox:
             return f"error: {type(exc).__name__}: {exc}"
 
     async def _t_list_files(self, path: str = "") -> str:
-        root = (
-            self.guard.root
-            if not path or path in (".", "/")
-            else self.guard.resolve(path, for_write=False)[0]
-        )
-        if not root.is_dir():
-            raise FileNotFoundError(path)
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for name in sorted(filenames):
-                found.append(str((Path(dirpath) / name).relative_to(self.guard.root)))
-                if len(found) >= LIST_MAX_ENTRIES:
-                    return "\n".join(found) + f"\n[listing stopped at {LIST_MAX_ENTRIES} files]"
+        for entry in self.guard.walk(path, skip=frozenset(SKIP_DIRS)):
+            if entry.kind == "truncated" or len(found) >= LIST_MAX_ENTRIES:
+                return "\n".join(found) + f"\n[listing stopped at {len(found)} files]"
+            found.append(entry.rel)
         return "\n".join(found) or "(no files)"
 
     async def _t_read_file(
@@ -160,7 +149,7 @@ class ToolBox:
         return "\n".join(hits) or "no matches"
 
     async def _t_edit_file(self, path: str, old_text: str, new_text: str) -> str:
-        self.guard.resolve(path, for_write=True)  # refuse before revealing anything about the file
+        self.guard.check(path)  # refuse before revealing anything about the file
         text = self.guard.read(path)
         count = text.count(old_text) if old_text else 0
         if count == 0:
