@@ -24,7 +24,7 @@ DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOC
 FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40  # symlinks followed in one path (the kernel's own limit)
-MAX_DEPTH = 64  # directories deep a listing goes
+MAX_DEPTH = 64  # directories deep a walk goes (each holds a descriptor while it is walked)
 
 
 class Escape(Exception):
@@ -62,6 +62,9 @@ class Dirs:
         return self.fds[-1]
 
     def enter(self, name: str, fd: int) -> None:
+        if len(self.names) >= MAX_DEPTH:
+            os.close(fd)
+            raise OSError(errno.ENAMETOOLONG, f"more than {MAX_DEPTH} directories deep")
         self.fds.append(fd)
         self.names.append(name)
 

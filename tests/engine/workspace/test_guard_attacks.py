@@ -236,6 +236,7 @@ def test_a_directory_flipping_to_a_symlink_never_lets_a_byte_out(tmp_path: Path,
             put("sub.real", "sub")
             flips += 1
 
+    descriptors = len(os.listdir("/proc/self/fd"))
     flipper = threading.Thread(target=flip)
     flipper.start()
     written = refused = 0
@@ -254,6 +255,7 @@ def test_a_directory_flipping_to_a_symlink_never_lets_a_byte_out(tmp_path: Path,
         stop.set()
         flipper.join()
     assert list(outside.iterdir()) == [], "a write landed outside the worktree"
+    assert len(os.listdir("/proc/self/fd")) == descriptors, "a refused walk left a descriptor open"
     assert flips > 100 and written > 100 and refused > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "tree"]
 
@@ -325,3 +327,12 @@ def test_a_repo_config_with_a_bad_pattern_names_it() -> None:
         "secrets",
         "/config/**",
     ]
+
+
+def test_a_path_too_deep_holds_no_pile_of_descriptors(tree: Path) -> None:
+    guard = EditGuard(tree)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="directories deep"):
+        guard.write("/".join(["d"] * 300) + "/f.txt", "x")
+    assert guard.write("/".join(["d"] * 60) + "/f.txt", "x").endswith("/f.txt")
+    assert len(os.listdir("/proc/self/fd")) == before
