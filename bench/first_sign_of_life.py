@@ -59,6 +59,7 @@ from githubkit.webhooks import sign
 
 from tests.support.fake_github import Call, FakeGitHub
 from tests.support.fake_llm import FakeLLM
+from workers.settings import health_check_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "fixtures" / "github-webhooks" / "examples" / "issues" / "labeled.payload.json"
@@ -245,7 +246,7 @@ async def healthy(http: httpx.AsyncClient, port: int) -> bool:
 
 async def worker_polling(redis: aioredis.Redis) -> bool:
     with contextlib.suppress(OSError, aioredis.RedisError):
-        return bool(await redis.exists("arq:queue:health-check"))  # set by the worker's first poll
+        return bool(await redis.exists(health_check_key()))  # set by the worker's first poll
     return False
 
 
