@@ -46,6 +46,11 @@ __all__ = [
 ]  # fmt: skip
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap) or set SANDBOX=none"
+CANNOT_START_HINT = (
+    "user namespaces must be allowed: sysctl kernel.unprivileged_userns_clone=1 or, on Ubuntu 23.10+, an "
+    "AppArmor profile for bwrap; in a container, the worker's seccomp and AppArmor options of "
+    "docker-compose.yml (README: Deploying); or set SANDBOX=none"
+)
 IDENTITY = ["--uid", "1000", "--gid", "1000"]
 ISOLATION = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session", "--cap-drop", "ALL", *IDENTITY]  # fmt: skip
@@ -77,7 +82,8 @@ def _probe(bwrap: str) -> tuple[str | None, bool]:
             return None, bool(extra)
         if "disable-userns" not in done.stderr:
             break
-    return f"bwrap cannot start a sandbox: {done.stderr.strip() or done.returncode} ({INSTALL_HINT})", False
+    said = done.stderr.strip() or f"exit {done.returncode}"
+    return f"bwrap cannot start a sandbox: {said} ({CANNOT_START_HINT})", False
 
 
 def bwrap_problem(bwrap: str = "bwrap") -> str | None:

@@ -4,11 +4,14 @@ without one (SANDBOX=none, the operator's explicit choice) the same command reac
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,14 @@ from tests.support.skip_policy import MISSING
 
 PROBE = Path(__file__).resolve().parents[2] / "fixtures" / "sandbox_probe.py"
 SECRET = "sk-worker-secret-for-the-probe-0123"
+
+
+def command_lines() -> list[tuple[str, bytes]]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            found.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
+    return found
 
 
 @pytest.fixture
@@ -121,3 +132,32 @@ async def test_with_no_sandbox_to_be_had_the_job_goes_on_without_running_the_tes
     assert view.sandbox_notice is not None
     assert view.sandbox_notice.startswith("tests not run: no sandbox — bwrap not found")
     assert "install bubblewrap" in view.sandbox_notice and "SANDBOX=none" in view.sandbox_notice
+
+
+@pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"{MISSING}bubblewrap ({BWRAP_PROBLEM})")
+async def test_a_test_command_that_hangs_with_a_setsid_grandchild_ends_its_job_soon_after_the_timeout(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM
+) -> None:
+    """Regression: a `setsid` child holding stdout kept a 3 s timeout waiting 300 s."""
+    hang = "setsid sh -c 'sleep 987' & sleep 987"
+    settings = llm_settings(tmp_path, database_url, llm, test_timeout_seconds=2, repair_rounds=0)
+    remote = tmp_path / "remote.git"
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--bare",
+        str(make_project(tmp_path / "project", test_command=hang)),
+        str(remote),
+    )
+    llm.reply_json(plan("Wait"))
+    llm.reply_text("Nothing to change.")
+    job_id = await submit(store)
+    started = time.monotonic()
+
+    assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.FAILED
+
+    assert time.monotonic() - started < 20
+    view = await store.view(job_id)
+    assert "timed out" in (view.steps[0].test_output or "")
+    assert not [pid for pid, args in command_lines() if args == b"sleep\x00987\x00"]
