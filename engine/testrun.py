@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.redact import redact
+
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.I)
 SECRET_NAMES = {"DATABASE_URL", "REDIS_URL"}
 SECRET_PREFIXES = ("OPENAI_", "GITHUB_", "SLACK_")
@@ -107,10 +109,7 @@ async def run_tests(
         if proc.returncode is None:
             _kill_group(proc.pid)
             await proc.wait()
-    text = tail.decode("utf-8", errors="replace")
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+    text = redact(tail.decode("utf-8", errors="replace"), secrets)
     if timed_out:
         text += f"\n[autodev: the test command was stopped after {timeout_seconds:g} seconds]"
     code = proc.returncode
