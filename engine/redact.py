@@ -64,6 +64,35 @@ def url_password(url: str | None) -> str | None:
     return unquote(password) if password else None
 
 
+def url_secrets(*urls: str | None) -> list[str]:
+    """The passwords in `urls` worth masking wherever they appear, as written and decoded.
+
+    In URL form a password is always masked (URL_PASSWORD). Alone, a password shorter than 8 characters
+    or equal to its user name (docker-compose.yml's `autodev:autodev`) is a published default, and
+    masking the word everywhere would mangle every log line and prompt that names the service.
+    """
+    found: list[str] = []
+    for url in urls:
+        password = url_password(url)
+        if password is None or len(password) < 8:
+            continue
+        try:
+            user = unquote(urlsplit(url or "").username or "")
+        except ValueError:
+            user = ""
+        if password != user:
+            found += {password, quote(password, safe="")}
+    return found
+
+
+def pem_secrets(pem: str | None) -> list[str]:
+    """A PEM key's text and each line of its body, so a part of the key quoted alone is masked too."""
+    if not pem:
+        return []
+    lines = [line.strip() for line in pem.splitlines()]
+    return [pem, *(line for line in lines if len(line) >= 16 and not line.startswith("-----"))]
+
+
 def secret_forms(secret: str) -> set[str]:
     """`secret` and the forms test code could print it in to slip past an exact match."""
     forms = {secret, secret[::-1], quote(secret, safe="")}
@@ -111,6 +140,7 @@ class Redactor:
         *,
         placeholder: str = PLACEHOLDER,
         encoded_forms: bool = True,
+        key_shapes: bool = True,
         high_entropy: bool = True,
     ) -> None:
         values: set[str] = set()
@@ -121,6 +151,7 @@ class Redactor:
         ordered = sorted(values, key=len, reverse=True)
         self._values = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         self.placeholder = placeholder
+        self.key_shapes = key_shapes
         self.high_entropy = high_entropy
 
     def __call__(self, text: str) -> str:
@@ -128,7 +159,8 @@ class Redactor:
             text = self._values.sub(self.placeholder, text)
         if "://" in text:
             text = URL_PASSWORD.sub(lambda m: m["head"] + self.placeholder, text)
-        text = _KEYS.sub(self.placeholder, text)
+        if self.key_shapes:
+            text = _KEYS.sub(self.placeholder, text)
         if self.high_entropy:
             text = _TOKEN.sub(lambda m: self.placeholder if looks_random(m[0]) else m[0], text)
         return text

@@ -6,11 +6,14 @@ is the only place that builds it, once, and hands it to the others.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.redact import pem_secrets, url_secrets
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/autodev.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -146,7 +149,9 @@ class Settings(BaseSettings):
         return Path(raw).expanduser().read_text()
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so logs and workspaces can be scrubbed of them."""
+        """Every configured secret, so logs and workspaces can be scrubbed of them: the credentials, the
+        passwords in the URLs (DATABASE_URL, REDIS_URL, …) and the App key's text even when
+        GITHUB_PRIVATE_KEY is a path to it."""
         values = [
             s.get_secret_value()
             for s in (
@@ -160,4 +165,9 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
+        values += url_secrets(
+            self.database_url, self.redis_url, self.openai_base_url, self.github_api_url, self.slack_api_url
+        )
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # a missing key file is reported elsewhere
+            values += pem_secrets(self.github_private_key_pem())
         return [v for v in values if len(v) >= 6]
