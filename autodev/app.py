@@ -47,6 +47,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus() -> Response:
+        # This process's webhook counts are stored first: what a scrape shows, no later scrape can lose.
+        await runtime.github.deliveries.flush()
         body = await metrics.render(runtime.store, runtime.queue)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 

@@ -239,3 +239,16 @@ class SlackRepoChannel(Base):
     repo: Mapped[str] = mapped_column(String(200), primary_key=True)
     follow: Mapped[bool] = mapped_column(Boolean, default=False)  # post jobs of this repo to the channel
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookCount(Base):
+    """GitHub webhook deliveries by event and answer, summed over every web process and every restart.
+
+    /metrics exports these as counters: kept in a process they would restart from zero, and a scrape
+    answered by another web process would go backwards."""
+
+    __tablename__ = "webhook_counts"
+
+    event: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

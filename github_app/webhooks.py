@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from githubkit.exception import RequestFailed
 from githubkit.webhooks import verify
-from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,13 +20,10 @@ from engine.settings import Settings
 from github_app.client import GitHubUnavailable
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, InstallationReposEvent
+from github_app.tally import DeliveryTally
 from github_app.triggers import Outcome, Triggers, ignored
 
 log = logging.getLogger(__name__)
-
-WEBHOOK_REQUESTS = Counter(
-    "autodev_webhook_requests", "GitHub webhook deliveries by event and HTTP status", ["event", "status"]
-)
 
 
 class BodyTooLarge(Exception):
@@ -63,7 +59,9 @@ def refused_payload(name: str, exc: ValidationError) -> JSONResponse:
     return answer(400, error=f"{name} payload is missing fields autodev needs")
 
 
-def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | None) -> APIRouter:
+def webhook_router(
+    settings: Settings, store: JobStore, triggers: Triggers | None, deliveries: DeliveryTally
+) -> APIRouter:
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
     handlers: dict[str, Callable[[Any, str], Awaitable[Outcome]]] = {}
@@ -81,7 +79,7 @@ def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | Non
             response = await handle(request)
         # Only names we know become label values: the header arrives before the signature is checked.
         event = name if name in EVENT_MODELS or name == "ping" else "other"
-        WEBHOOK_REQUESTS.labels(event=event, status=str(response.status_code)).inc()
+        deliveries.count(event, response.status_code)
         return response
 
     async def handle(request: Request) -> JSONResponse:
