@@ -78,6 +78,8 @@ class Settings(BaseSettings):
 
     # Operators (the /jobs list); unset: the list is closed.
     operator_token: SecretStr | None = None
+    # A bearer token /metrics asks for; unset: /metrics is open to whoever reaches the port.
+    metrics_token: SecretStr | None = None
 
     # Spending caps on top of the per-job budget; unset: no cap.
     daily_budget_usd: float | None = Field(default=None, gt=0)
@@ -162,6 +164,7 @@ class Settings(BaseSettings):
                 self.slack_app_token,
                 self.openai_api_key,
                 self.operator_token,
+                self.metrics_token,
             )
             if s is not None
         ]

@@ -154,6 +154,22 @@ async def test_scrapes_answered_by_different_web_processes_never_go_backwards(
     assert [s[ping] for s in seen] == [3, 6, 6, 7, 7]
 
 
+async def test_metrics_token_closes_the_endpoint_to_scrapers_without_it(
+    web_process: Callable[..., Any],
+) -> None:
+    async with web_process(metrics_token="metrics-token-for-tests") as (_, http):
+        anonymous = await http.get("/metrics")
+        wrong = await http.get("/metrics", headers={"Authorization": "Bearer nope"})
+        right = await http.get("/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"})
+        health = await http.get("/healthz")
+
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert "autodev_" not in anonymous.text + wrong.text
+    assert right.status_code == 200 and "autodev_jobs_created_total" in right.text
+    assert health.status_code == 200  # only /metrics asks for it
+
+
 async def test_the_reporter_error_count_reads_the_type_index_not_the_table(any_database_url: str) -> None:
     """Every scrape counted job_events of one type by reading the whole table (~71 ms at 200k events)."""
     engine = make_engine(any_database_url)
