@@ -1,12 +1,12 @@
 """Prometheus metrics, read from the database and Redis at scrape time.
 
 Every web and worker process shares the database and Redis, so any web process answers for the whole
-deployment and nothing is lost when a process restarts. Running totals are counters (`_total`) summed
-from tables that only grow — jobs (a finished job never changes again), cost entries, job events and
-webhook counts (github_app/tally.py) — so neither a restart nor another web process answering the next
-scrape makes one go down, and Prometheus' rate() and increase() give the right answer. The job-duration
-histogram covers every finished job for the same reason (a sliding window would shrink). Snapshots (jobs
-by state, the queue) are gauges.
+deployment and nothing is lost when a process restarts. Running totals are counters (`_total`) read from
+what only grows — jobs (a finished job never changes again), job events, the LLM totals (engine/totals.py)
+and the webhook counts (github_app/tally.py) — so neither a restart nor another web process answering the
+next scrape makes one go down, and Prometheus' rate() and increase() give the right answer. The
+job-duration histogram covers every finished job for the same reason (a sliding window would shrink).
+Snapshots (jobs by state, the queue) are gauges.
 
 The process's own series (process_*, python_*) follow, as any Python exporter gives them: they describe
 the process that answered, and restart with it.
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import events
 from engine.jobs import JobStore
-from engine.models import TERMINAL_STATES, CostEntry, Job, JobEvent, WebhookCount
+from engine.models import TERMINAL_STATES, Job, JobEvent, LlmTotal, WebhookCount
 from workers.queue import ArqJobQueue
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -98,23 +98,21 @@ async def _llm(session: AsyncSession) -> list[Metric]:
     dollars = CounterMetricFamily("autodev_llm_dollars", "LLM dollars spent, by model", labels=["model"])
     rows = await session.execute(
         select(
-            CostEntry.model,
-            CostEntry.role,
-            func.count(),
-            func.sum(CostEntry.tokens_in),
-            func.sum(CostEntry.tokens_out),
-            func.sum(CostEntry.usd),
-        )
-        .group_by(CostEntry.model, CostEntry.role)
-        .order_by(CostEntry.model, CostEntry.role)
+            LlmTotal.model,
+            LlmTotal.role,
+            LlmTotal.calls,
+            LlmTotal.tokens_in,
+            LlmTotal.tokens_out,
+            LlmTotal.usd,
+        ).order_by(LlmTotal.model, LlmTotal.role)
     )
     per_model: dict[str, list[float]] = {}
     for model, role, n, t_in, t_out, usd in rows:
         calls.add_metric([model, role], n)
         sums = per_model.setdefault(model, [0.0, 0.0, 0.0])
-        sums[0] += t_in or 0
-        sums[1] += t_out or 0
-        sums[2] += usd or 0.0
+        sums[0] += t_in
+        sums[1] += t_out
+        sums[2] += usd
     for model, (sum_in, sum_out, sum_usd) in per_model.items():
         tokens.add_metric([model, "in"], sum_in)
         tokens.add_metric([model, "out"], sum_out)

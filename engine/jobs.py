@@ -21,6 +21,7 @@ from engine.db import SqliteWriter, session_scope
 from engine.errors import JobCancelled
 from engine.models import Base, CostEntry, Job, JobEvent, JobKind, JobState, Step, utcnow
 from engine.ports import JobEventView
+from engine.totals import add_llm_call
 from engine.views import JobView
 
 log = logging.getLogger(__name__)
@@ -557,6 +558,7 @@ class JobStore:
             else:
                 appended = await self._append(session, entry.job_id, event[0], event[1], fields=totals)
             await conn.execute(insert(COST_ENTRIES).values(**cost))
+            await add_llm_call(conn, entry)
         return appended
 
     async def budget_state(self, job_id: str) -> BudgetState:

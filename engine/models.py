@@ -252,3 +252,17 @@ class WebhookCount(Base):
     event: Mapped[str] = mapped_column(String(40), primary_key=True)
     status: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LlmTotal(Base):
+    """Running totals of the LLM calls per model and role, added to in each call's own transaction
+    (engine/totals.py), so /metrics reads a few rows instead of summing every cost entry (35 ms at 75k)."""
+
+    __tablename__ = "llm_totals"
+
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    usd: Mapped[float] = mapped_column(Float, default=0.0)

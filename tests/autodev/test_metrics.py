@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from autodev.app import create_app
 from autodev.metrics import REPORTER_ERRORS
 from autodev.runtime import Runtime
 from engine import events
-from engine.db import make_engine, make_sessionmaker
+from engine.db import make_engine, make_sessionmaker, upgrade_sync
 from engine.models import CostEntry, JobState
 from github_app.tally import DeliveryTally
 from tests.conftest import make_settings
@@ -210,3 +211,28 @@ async def test_webhook_counts_stay_pending_while_the_database_is_away(
     await working.dispose()
 
     assert stored == [("issues", 202, 2)] and not tally.pending
+
+
+def test_upgrading_fills_the_llm_totals_from_the_calls_already_recorded(tmp_path: Path) -> None:
+    """Revision 0004 starts the totals from cost_entries, so the counters do not restart at zero."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    upgrade_sync(url, "0003")
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute(
+            "INSERT INTO jobs (id, dedupe_key, access_token, kind, trigger, repo, title, task, requester, "
+            "origin, reporter_state, state, cancel_requested, attempts, last_seq, budget_usd, max_requests, "
+            "max_minutes, cost_usd, tokens_in, tokens_out, requests, context_diagnostics, created_at, "
+            "updated_at) VALUES ('j1', 'k', 't', 'implement', 'cli', 'r', 't', 't', 'u', '{}', '{}', "
+            "'succeeded', 0, 1, 0, 5, 300, 60, 0, 0, 0, 0, '[]', '2026-01-01', '2026-01-01')"
+        )
+        db.executemany(
+            "INSERT INTO cost_entries (job_id, role, model, tokens_in, tokens_out, usd, latency_ms, repo, "
+            "created_at) VALUES ('j1', ?, ?, ?, ?, ?, 1, 'r', '2026-01-01')",
+            [("coder", "m1", 100, 10, 0.5), ("coder", "m1", 200, 20, 0.25), ("planner", "m2", 5, 1, 0.125)],
+        )
+
+    upgrade_sync(url)
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        rows = db.execute("SELECT * FROM llm_totals ORDER BY model").fetchall()
+    assert rows == [("m1", "coder", 2, 300, 30, 0.75), ("m2", "planner", 1, 5, 1, 0.125)]
