@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from engine.settings import Settings
+from github_app import app_manifest
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,6 @@ log = logging.getLogger(__name__)
 # callback with no match is someone else's code (a forged link) and is refused.
 STATE_COOKIE = "autodev_setup_state"
 STATE_MAX_AGE_S = 3600
-
-PERMISSIONS = {
-    "contents": "write",
-    "pull_requests": "write",
-    "issues": "write",
-    "checks": "write",
-    "metadata": "read",
-}
-EVENTS = [
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "check_run",
-]  # installation* events reach every App without subscribing
 
 
 def web_url(api_url: str) -> str:
@@ -48,15 +34,19 @@ def web_url(api_url: str) -> str:
 
 
 def manifest(settings: Settings) -> dict[str, Any]:
+    """app.yml as it stands, with this deployment's URLs and a name of its own (App names are global)."""
+    app = app_manifest.load()
     public = settings.public_url.rstrip("/")
     return {
-        "name": f"autodev-{secrets.token_hex(3)}",
+        **app,
+        "name": f"{app['name']}-{secrets.token_hex(3)}",
         "url": public,
-        "hook_attributes": {"url": f"{public}/github/webhooks", "active": True},
+        "hook_attributes": {
+            **app.get("hook_attributes", {}),
+            "url": f"{public}/github/webhooks",
+            "active": True,
+        },
         "redirect_url": f"{public}/github/setup/callback",
-        "public": False,
-        "default_permissions": PERMISSIONS,
-        "default_events": EVENTS,
     }
 
 
