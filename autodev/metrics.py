@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import events
@@ -146,7 +146,10 @@ async def _durations(session: AsyncSession) -> Metric:
             Job.state,
             func.count(),
             func.sum(seconds),
-            *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in DURATION_BUCKETS),
+            *(
+                func.sum(case((seconds <= _number(bound), _number(1)), else_=_number(0)))
+                for bound in DURATION_BUCKETS
+            ),
         )
         .where(Job.state.in_(FINISHED), Job.started_at.is_not(None), Job.finished_at.is_not(None))
         .group_by(Job.state)
@@ -159,6 +162,13 @@ async def _durations(session: AsyncSession) -> Metric:
         ]
         family.add_metric([state], buckets, sum_value=float(total or 0.0))
     return family
+
+
+def _number(value: float) -> ColumnElement[Any]:
+    """A constant written into the SQL. As a bind parameter (`$1::FLOAT`) PostgreSQL casts each row's
+    numeric duration to compare it, nine times a row: the histogram took 6.7-10 ms at 2,500 jobs, 4.2
+    with constants."""
+    return literal_column(repr(value))
 
 
 def _seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
