@@ -12,6 +12,7 @@ from engine.errors import JobNotFound
 from engine.store.db import session_scope
 from engine.store.eventlog import JOBS, EventLog
 from engine.store.models import Base, CostEntry, utcnow
+from engine.store.totals import add_llm_call
 from engine.views import JobEventView
 
 COST_ENTRIES = Base.metadata.tables[CostEntry.__tablename__]
@@ -56,6 +57,7 @@ class CostLedger(EventLog):
             else:
                 appended = await self._append(session, entry.job_id, event[0], event[1], fields=totals)
             await conn.execute(insert(COST_ENTRIES).values(**cost))
+            await add_llm_call(conn, entry)
         return appended
 
     async def budget_state(self, job_id: str) -> BudgetState:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.redact import redact
 from engine.settings import Settings
 from engine.workspace.sandbox import CommandRunner, Limits, SandboxUnavailable, make_runner, sandbox_env
 
@@ -115,10 +116,7 @@ async def run_tests(
         output_bytes=settings.test_output_max_bytes,
     )
     result = await runner.run(command, worktree, env=env, network=network, limits=limits, readonly=readonly)
-    text = result.output
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+    text = redact(result.output, secrets)
     return TestResult(
         command,
         passed=result.exit_code == 0 and not result.timed_out,
