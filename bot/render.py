@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+from engine.llm.money import usd
 from engine.settings import Settings
 from engine.store.models import JobState
 from engine.views import JobView
@@ -47,7 +48,7 @@ def who_asked(view: JobView) -> str:
 
 def status_line(view: JobView) -> str:
     icon = _ICONS.get(view.state, "")
-    cost = f"${view.cost_usd:.2f} of ${view.budget_usd:.2f}"
+    cost = f"{usd(view.cost_usd)} of {usd(view.budget_usd)}"
     if view.state is JobState.SUCCEEDED:
         pr = f" — <{view.pr_url}|PR #{view.pr_number}>" if view.pr_url else ""
         return f"{icon} *Succeeded*{pr} · {cost}"
@@ -141,12 +142,12 @@ def _step_text(view: JobView, index: int, total: int) -> str:
         text += f"\n:test_tube: Tests{command} {verdict}{rounds}"
     if step.error:
         text += f"\n> {escape(step.error[:300])}"
-    return text + f"\n:moneybag: ${view.cost_usd:.2f} so far of ${view.budget_usd:.2f}"
+    return text + f"\n:moneybag: {usd(view.cost_usd)} so far of {usd(view.budget_usd)}"
 
 
 def _final_text(view: JobView, settings: Settings) -> str:
     mention = f"<@{view.requester}> " if view.trigger == "slack" else ""
-    cost = f"${view.cost_usd:.2f} spent, {view.requests} LLM calls"
+    cost = f"{usd(view.cost_usd)} spent, {view.requests} LLM requests"
     if view.state is JobState.SUCCEEDED:
         if view.pr_url:
             return f":tada: {mention}PR ready: <{view.pr_url}|#{view.pr_number}> ({cost})"

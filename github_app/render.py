@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.llm.money import usd
 from engine.store.models import JobState
 from engine.views import JobView
 
@@ -30,7 +31,7 @@ def checklist(view: JobView) -> str:
 
 
 def cost_line(view: JobView) -> str:
-    return f"${view.cost_usd:.2f} of ${view.budget_usd:.2f} budget, {view.requests} LLM calls"
+    return f"{usd(view.cost_usd)} of {usd(view.budget_usd)} budget, {view.requests} LLM requests"
 
 
 def status_line(view: JobView) -> str:
@@ -43,7 +44,7 @@ def status_line(view: JobView) -> str:
 
 def check_title(view: JobView) -> str:
     done = f"{view.steps_done}/{len(view.steps)} steps" if view.steps else "planning"
-    return f"{status_line(view)} · {done} · ${view.cost_usd:.2f}"[:200]
+    return f"{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
 
 
 def check_summary(view: JobView, public_url: str) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from engine.errors import JobCancelled, LimitReached
 from engine.llm.caps import cap_headroom
+from engine.llm.money import usd
 from engine.llm.pricing import Price
 from engine.settings import Settings
 from engine.store.jobs import JobStore
@@ -50,14 +51,14 @@ class BudgetGuard:
         if job.cost_usd + worst > budget:
             raise LimitReached(
                 "budget",
-                f"budget limit reached: ${job.cost_usd:.4f} of ${budget:.2f} spent and the next {model} call "
-                f"could cost up to ${worst:.4f}",
+                f"budget limit reached: {usd(job.cost_usd)} of {usd(budget)} spent and the next {model} "
+                f"call could cost up to {usd(worst)}",
             )
         headroom, cap_name = await cap_headroom(self.store, self.settings, job.repo)
         if headroom is not None and worst > headroom:
             raise LimitReached(
                 "budget",
-                f"budget limit reached: {cap_name} has ${headroom:.4f} left and the next {model} call "
-                f"could cost up to ${worst:.4f}",
+                f"budget limit reached: {cap_name} has {usd(headroom)} left and the next {model} call "
+                f"could cost up to {usd(worst)}",
             )
         return worst

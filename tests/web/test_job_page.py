@@ -20,7 +20,7 @@ async def test_the_page_shows_a_running_job_with_its_plan_steps_costs_context_an
     page = response.text
     for fact in ("octo/hello", "issue #7", "github_issue", "ada", "running", "coding"):
         assert fact in page
-    assert "$0.0670" in page and "$5.00 budget" in page  # cost against the budget
+    assert "$0.067" in page and "$5.00 budget" in page  # cost against the budget
     assert 'data-step="0" data-step-state="done"' in page
     assert 'data-step="1" data-step-state="running"' in page
     assert "1 of 2 done" in page

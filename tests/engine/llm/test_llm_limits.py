@@ -169,5 +169,5 @@ async def test_the_daily_cap_stops_a_call_that_could_cross_it(
 
     assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.FAILED
     reason = (await store.view(job_id)).failure_reason or ""
-    assert reason.startswith("budget limit reached") and "daily cap of $0.01" in reason
+    assert reason.startswith("budget limit reached") and "daily cap of $0.005" in reason
     assert llm.requests == []
