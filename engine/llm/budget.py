@@ -35,7 +35,7 @@ class BudgetGuard:
         job = await self.store.budget_state(self.job_id)
         if job.cancel_requested:
             raise JobCancelled("cancelled on request")
-        worst = price.usd(prompt_tokens, max_tokens)
+        worst = price.worst_case(prompt_tokens, max_tokens)
         if job.requests + 1 > job.max_requests:
             raise LimitReached(
                 "requests", f"request limit reached: {job.requests} of {job.max_requests} LLM calls made"

@@ -132,7 +132,11 @@ class LLMClient:
             prompt_tokens=count_message_tokens(messages, tools or ()),
             max_tokens=max_tokens,
         )
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            **self.prices.params(model).request(max_tokens),
+        }
         if tools:
             kwargs["tools"] = tools
         started = time.monotonic()
