@@ -1,4 +1,9 @@
-"""The guard before every LLM call: the call's worst case must fit the job's budget, requests and time."""
+"""The guard before every request to the LLM: its worst case must fit the job's budget, requests and time.
+
+It reads what the ledger says the job has spent (the job row's totals, written with each cost entry), so a
+request that cost more than was checked before it is seen by the next check, and every retry is checked
+on its own.
+"""
 
 from __future__ import annotations
 

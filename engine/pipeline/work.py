@@ -53,7 +53,6 @@ async def run_pipeline(run: JobRun) -> None:
         job_id=job.id,
         repo=job.repo,
         guard=BudgetGuard(store, settings, job.id, budget_cap_usd=config.budget_usd),
-        check_cancel=run.check_cancel,
         record_cost=run.record_llm_call,
     )
     publisher = Publisher(run, host, repo=job.repo, branch=branch, base=base)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine.pipeline.run import EngineDeps, run_job
 from engine.settings import Settings
 from engine.store.jobs import JobStore
@@ -12,7 +14,7 @@ from tests.engine.conftest import RecordingHost, branch_log, llm_settings, plan,
 from tests.support.fake_llm import FakeLLM
 
 
-async def test_a_429_then_200_is_retried_and_only_the_success_is_billed(
+async def test_a_429_then_a_503_are_retried_each_recorded_and_only_the_answers_billed(
     tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, remote: Path
 ) -> None:
     settings = llm_settings(tmp_path, database_url, llm)
@@ -26,7 +28,15 @@ async def test_a_429_then_200_is_retried_and_only_the_success_is_billed(
     assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
 
     view = await store.view(job_id)
-    assert len(llm.requests) == 5 and view.requests == 3 and len(view.costs) == 3
+    # Every request that left is in the ledger and counts against JOB_MAX_REQUESTS; refusals cost nothing.
+    assert len(llm.requests) == 5 and view.requests == 5 and len(view.costs) == 5
+    assert [(c.outcome, c.attempt, c.billed_on) for c in view.costs[:3]] == [
+        ("HTTP 429", 1, "not billed"),
+        ("HTTP 503", 2, "not billed"),
+        ("ok", 3, "usage"),
+    ]
+    assert view.costs[0].usd == 0 and all(c.checked_usd and c.checked_usd > 0 for c in view.costs)
+    assert view.cost_usd == pytest.approx(sum(c.usd for c in view.costs))
 
 
 async def test_a_persistent_rate_limit_ends_with_a_reason_saying_rate_limited(
