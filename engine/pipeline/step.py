@@ -192,6 +192,8 @@ async def build_context(jc: JobContext, *, query: str, step_index: int | None, n
         query=query,
         job_id=jc.job.id,
         named_files=named,
+        llm=jc.llm,
+        step_index=step_index,
     )
     diag = ctx.diagnostics
     summary: dict[str, Any] = {

@@ -181,3 +181,21 @@ async def test_the_daily_cap_stops_a_call_that_could_cross_it(
     reason = (await store.view(job_id)).failure_reason or ""
     assert reason.startswith("budget limit reached") and "daily cap of $0.005" in reason
     assert llm.requests == []
+
+
+async def test_a_jobs_embeddings_are_billed_in_its_ledger_and_count_against_its_limits(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, remote: Path
+) -> None:
+    """Regression: with EMBEDDING_MODEL set, embedding calls bypassed the guard and the ledger."""
+    settings = llm_settings(tmp_path, database_url, llm, embedding_model="text-embedding-3-small")
+    llm.reply_json(plan("Touch")).reply_text("nothing to change")
+    job_id = await submit(store)
+
+    assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
+
+    view = await store.view(job_id)
+    roles = [c.role for c in view.costs]
+    assert roles.count("embeddings") == len(llm.embedding_requests) >= 2 and roles.count("planner") == 1
+    assert view.requests == len(view.costs) and view.cost_usd == pytest.approx(sum(c.usd for c in view.costs))
+    step_embeddings = [c for c in view.costs if c.role == "embeddings" and c.step_index == 0]
+    assert step_embeddings and all(c.model == "text-embedding-3-small" for c in step_embeddings)
