@@ -25,6 +25,13 @@ _ICONS = {
     JobState.FAILED: ":x:",
     JobState.CANCELLED: ":no_entry_sign:",
 }
+# The states a step ends in; each gets a thread reply.
+STEP_ICONS = {
+    "done": ":white_check_mark:",
+    "failed": ":x:",
+    "skipped": ":fast_forward:",
+    "refused": ":no_entry:",
+}
 
 
 def short_id(job_id: str) -> str:
@@ -121,7 +128,7 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
         replies.append(("sandbox", f":warning: {escape(view.sandbox_notice)}"))
     total = len(view.steps) or len(steps)
     for step in view.steps:
-        if step.state not in ("done", "failed", "skipped"):
+        if step.state not in STEP_ICONS:
             continue
         replies.append((f"step:{step.index}:{step.state}", _step_text(view, step.index, total)))
     if view.terminal:
@@ -131,10 +138,12 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
 
 def _step_text(view: JobView, index: int, total: int) -> str:
     step = next(s for s in view.steps if s.index == index)
-    icon = {"done": ":white_check_mark:", "failed": ":x:", "skipped": ":fast_forward:"}[step.state]
+    icon = STEP_ICONS.get(step.state, ":grey_question:")
     text = f"{icon} Step {index + 1}/{total} {step.state}: {escape(step.title)}"
     if step.commit_sha:
         text += f" (`{step.commit_sha[:7]}`)"
+    elif step.state == "done":
+        text += " (no changes)"
     if step.test_passed is not None:
         command = f" `{escape(step.test_command)}`" if step.test_command else ""
         verdict = "passed" if step.test_passed else "failed"

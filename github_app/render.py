@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from engine.llm.money import usd
 from engine.store.models import JobState
-from engine.views import JobView
+from engine.views import JobView, StepView
 
-MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️"}
+MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️", "refused": "🚫"}
 COMMENT_MARKER = "<!-- autodev:job -->"
 
 
@@ -17,7 +17,7 @@ def job_url(public_url: str, view: JobView) -> str:
 def checklist(view: JobView) -> str:
     """The plan as a checklist with each step's state; the plan event's steps until steps are saved."""
     if view.steps:
-        rows = [(s.title, s.state) for s in view.steps]
+        rows = [(s.title + _step_note(s), s.state) for s in view.steps]
     else:
         planned = (view.plan or {}).get("steps") or []
         rows = [(str(s.get("title", f"Step {i + 1}")), "pending") for i, s in enumerate(planned)]
@@ -28,6 +28,14 @@ def checklist(view: JobView) -> str:
         box = "x" if state == "done" else " "
         lines.append(f"- [{box}] {MARKS.get(state, '⏳')} {index}. {title}")
     return "\n".join(lines)
+
+
+def _step_note(step: StepView) -> str:
+    if step.state == "done" and not step.commit_sha:
+        return " (no changes)"
+    if step.state == "refused" and step.error:
+        return f" — {step.error[:300]}"
+    return ""
 
 
 def cost_line(view: JobView) -> str:

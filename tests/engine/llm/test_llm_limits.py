@@ -126,7 +126,8 @@ async def test_the_budget_running_out_mid_step_stops_before_the_next_call_keepin
 ) -> None:
     settings = llm_settings(tmp_path, database_url, llm)
     llm.reply_json(plan("First", "Second"), tokens=(100, 100))
-    llm.reply_text("nothing needed", tokens=(100, 100))
+    llm.reply_tool_calls(("create_file", {"path": "first.txt", "content": "1\n"}), tokens=(100, 100))
+    llm.reply_text("done", tokens=(100, 100))
     llm.reply_tool_calls(("create_file", {"path": "big.txt", "content": "x\n"}), tokens=(10_000, 1_000))
     llm.reply_text("never sent")
     host = RecordingHost(remote)
@@ -137,7 +138,7 @@ async def test_the_budget_running_out_mid_step_stops_before_the_next_call_keepin
 
     view = await store.view(job_id)
     assert (view.failure_reason or "").startswith("budget limit reached")
-    assert llm.remaining == 1 and view.requests == 3 and view.cost_usd <= 0.09
+    assert llm.remaining == 1 and view.requests == 4 and view.cost_usd <= 0.09
     assert view.events[-1].data["limit"] == "budget"
     assert view.branch and branch_log(remote, view.branch) == ["First"]
     assert host.prs and host.prs[0].draft is True
