@@ -139,6 +139,8 @@ class LLMClient:
         model = self.settings.embedding_model
         if not model:
             raise PermanentFailure("no EMBEDDING_MODEL is set")
+        if not texts:
+            return []
         price = self.prices.price(model)
         inputs = [self.scrub_text(t) for t in texts]
         kwargs = {"model": model, "input": inputs, "encoding_format": "float"}

@@ -104,12 +104,12 @@ async def post(client: AsyncOpenAI, kind: str, kwargs: dict[str, Any]) -> Answer
     try:
         body = json.loads(text)
     except ValueError:
-        body = None
-    if not isinstance(body, dict):
         shown = " ".join(text[:SHOWN_CHARS].split())
         said = content_type if "json" not in content_type else f"{content_type} that does not parse"
         detail = f"the LLM endpoint answered {said}, not JSON: {shown}"
-        raise Failed("not JSON", detail, billed=True, retry=True)
+        raise Failed("not JSON", detail, billed=True, retry=True) from None
+    if not isinstance(body, dict):
+        raise malformed(Answer({}, text), "a JSON object")
     return Answer(body, text)
 
 

@@ -87,16 +87,19 @@ async def test_json_that_is_not_a_completion_is_transient_too(
 ) -> None:
     llm.reply_raw('{"detail": "upstream busy"}', content_type="application/json")
     llm.reply_raw("[1, 2", content_type="application/json")
+    llm.reply_raw("[1, 2]", content_type="application/json")
     llm.reply_text("fine")
-    settings = settings_for(tmp_path, database_url, llm, llm_max_retries=2)
+    settings = settings_for(tmp_path, database_url, llm, llm_max_retries=3)
     job_id = await new_job(store)
     client = client_for(store, settings, job_id)
 
     assert (await client.chat(role="coder", messages=SYSTEM, max_tokens=100)).content == "fine"
 
     costs = (await store.view(job_id)).costs
-    assert [c.outcome for c in costs] == ["malformed", "not JSON", "ok"]
+    assert [c.outcome for c in costs] == ["malformed", "not JSON", "malformed", "ok"]
     assert "not a chat completion" in (costs[0].note or "")
+    assert "application/json that does not parse" in (costs[1].note or "")
+    assert "not a JSON object: [1, 2]" in (costs[2].note or "")
     await client.aclose()
 
 
