@@ -154,16 +154,28 @@ class Step(Base):
 
 
 class CostEntry(Base):
+    """One request that left the process for the LLM endpoint (every attempt of a call is one)."""
+
     __tablename__ = "cost_entries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     step_index: Mapped[int | None] = mapped_column(Integer)
-    role: Mapped[str] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(20))  # planner, coder, embeddings
     model: Mapped[str] = mapped_column(String(100))
     tokens_in: Mapped[int] = mapped_column(Integer)
     tokens_out: Mapped[int] = mapped_column(Integer)
+    # Of tokens_in, those served from the provider's cache; of tokens_out, the model's reasoning.
+    tokens_cached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tokens_reasoning: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Billed: the reported usage priced, or the worst case when none sane came back (engine.llm.usage).
     usd: Mapped[float] = mapped_column(Float)
+    # The worst case the budget guard checked before the request left (None: recorded before it was kept).
+    checked_usd: Mapped[float | None] = mapped_column(Float)
+    billed_on: Mapped[str | None] = mapped_column(String(20))  # usage | worst case | not billed
+    outcome: Mapped[str | None] = mapped_column(String(60))  # ok, refused, timed out, HTTP 503, not JSON…
+    note: Mapped[str | None] = mapped_column(Text)  # why the usage was not taken, what failed
+    attempt: Mapped[int | None] = mapped_column(Integer)  # 1 for a call's first request, 2 for its retry…
     latency_ms: Mapped[int] = mapped_column(Integer)
     repo: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
