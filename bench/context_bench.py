@@ -111,7 +111,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
             "python": sys.version.split()[0],
-            "rank_bm25": version("rank-bm25"),
             "numpy": version("numpy"),
             "files_copied": files,
             "files_indexed": len(index.files),

@@ -9,6 +9,15 @@ from engine.errors import PermanentFailure
 CONFIG_PATH = ".github/autodev.yml"
 
 
+class ContextConfig(BaseModel):
+    """What the context engine ranks: `exclude` globs are never shown, `include` globs rank as source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list)
+
+
 class RepoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -16,6 +25,7 @@ class RepoConfig(BaseModel):
     budget_usd: float | None = Field(default=None, gt=0)
     base_branch: str | None = None
     protected_paths: list[str] = Field(default_factory=list)
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
 
 def parse_repo_config(text: str | None) -> RepoConfig:

@@ -19,6 +19,7 @@ from engine.context.embeddings import Embedder, EmbeddingError, VectorStore
 from engine.context.index import RepoIndex
 from engine.context.memory import MemoryStore
 from engine.context.rank import FileScore, QueryHints, parse_query, rank_chunks, rank_files
+from engine.context.roles import policy_for
 from engine.context.store import IndexCache, load_or_build, snapshot
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ContextEngine:
         index, _ = await self.index(root, repo)
         hints = parse_query(query)
         vectors, _ = await self._vector_scores(index, root, repo, query)
-        return rank_files(index, hints, vectors)
+        return rank_files(index, hints, vectors, policy=await asyncio.to_thread(policy_for, root))
 
     async def build(
         self,
@@ -102,7 +103,7 @@ class ContextEngine:
         index, how = await self.index(root, repo)
         hints = parse_query(query)
         vectors, embedding_note = await self._vector_scores(index, root, repo, query)
-        files = rank_files(index, hints, vectors)
+        files = rank_files(index, hints, vectors, policy=await asyncio.to_thread(policy_for, root))
         chunks = await asyncio.to_thread(rank_chunks, index, root, files[:CHUNK_FILES], hints)
         candidates = [
             Candidate(

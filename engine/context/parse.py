@@ -8,11 +8,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.context.tokenize import count_terms, path_terms
+from engine.context.tokenize import count_terms
 
 MAX_FILE_BYTES = 1024 * 1024
 CHUNK_MAX_LINES = 80
-PATH_WEIGHT = 3  # a path word counts as much as three mentions in the body
 
 _BINARY_SUFFIXES_TEXT = """
     .png .jpg .jpeg .gif .ico .webp .bmp .pdf .zip .gz .tgz .bz2 .xz .7z .tar .jar .war .whl .egg .so .dll
@@ -73,8 +72,6 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
     else:
         symbols, boundaries = _fallback_symbols(text)
     terms = count_terms(text)
-    for term in path_terms(path):
-        terms[term] += PATH_WEIGHT
     return FileEntry(
         path=path,
         digest=hashlib.sha1(data).hexdigest(),

@@ -30,10 +30,15 @@ def test_binary_files_are_not_indexed(sample_repo: Path) -> None:
     assert parse_file(sample_repo, "assets/logo.png") is None
 
 
-def test_path_words_are_terms_of_the_file(sample_repo: Path) -> None:
-    entry = parse_file(sample_repo, "billing/payment.py")
-    assert entry is not None
-    assert entry.terms["billing"] >= 3 and entry.terms["payment"] >= 3
+async def test_path_words_and_defined_names_are_fields_of_their_own(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    index, _ = await ContextEngine(tmp_path / "cache").index(sample_repo, "acme/shop")
+    by_path = dict(zip(index.paths, index.field_scores("path", ["billing"]), strict=True))
+    assert by_path["billing/payment.py"] > 0 and by_path["web/static/app.js"] == 0
+    assert "billing" not in index.files["billing/payment.py"].terms  # the path is not content
+    by_symbol = dict(zip(index.paths, index.field_scores("symbols", ["refund"]), strict=True))
+    assert by_symbol["billing/payment.py"] > 0 and by_symbol["billing/invoice.py"] == 0
 
 
 def test_chunks_start_at_definitions_and_long_ones_are_windowed() -> None:
