@@ -91,12 +91,30 @@ async def test_uncommitted_edits_are_indexed_on_top_of_the_commit(sample_repo: P
     assert "apply_discount" in index.definitions
 
 
-async def test_directory_without_git_is_indexed_from_scratch(tmp_path: Path) -> None:
-    write(tmp_path / "plain", {"a.py": "def alpha():\n    pass\n", ".hidden/b.py": "def beta(): pass\n"})
-    index, how = await ContextEngine(tmp_path / "cache").index(tmp_path / "plain", "plain")
+async def test_directory_without_git_is_cached_by_content_and_updated_from_its_stats(tmp_path: Path) -> None:
+    """Regression: a tree that is not a git repository was indexed from scratch for every query (issue 20)."""
+    from engine.context import engine as engine_module
+
+    plain = tmp_path / "plain"
+    write(
+        plain, {"a.py": "def alpha():\n    pass\n", ".hidden/b.py": "def beta(): pass\n", "c.py": "X = 1\n"}
+    )
+    index, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
     assert how["index"] == "built (not a git repository)"
-    assert list(index.files) == ["a.py"]
-    assert not (tmp_path / "cache").exists()
+    assert list(index.files) == ["a.py", "c.py"]
+    assert index.commit is not None and index.commit.startswith("tree:")
+    engine_module._LOADED.clear()  # a new process: from the disk cache, nothing parsed
+    again, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
+    assert (how["index"], how["files_parsed"], again.commit) == (
+        "cached (not a git repository)",
+        0,
+        index.commit,
+    )
+    write(plain, {"a.py": "def alpha_changed():\n    pass\n", "d.py": "def delta(): pass\n"})
+    (plain / "c.py").unlink()
+    changed, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
+    assert how["files_parsed"] == 3 and sorted(changed.files) == ["a.py", "d.py"]
+    assert "alpha_changed" in changed.definitions and changed.commit != index.commit
 
 
 async def test_the_cache_survives_a_round_trip_unchanged(sample_repo: Path, tmp_path: Path) -> None:
