@@ -20,7 +20,7 @@ from engine.context.tokenize import path_terms, split_identifier
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2  # 2: content terms no longer carry the path's words (the path is a field of its own)
+INDEX_VERSION = 3  # 2: the path is a field, not content words; 3: tree-sitter symbols for non-Python code
 PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more than it saves
 _BATCH = 64
 FIELDS = ("content", "path", "symbols")

@@ -1,4 +1,5 @@
-"""One file into index material: symbols (Python through `ast`, others by a light regex) and chunks."""
+"""One file into index material: symbols (Python through `ast`, other code through tree-sitter, the rest by a
+light regex) and chunks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.context.syntax import language_for, syntax_symbols
 from engine.context.tokenize import count_terms
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -70,7 +72,7 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
     elif path.endswith((".md", ".rst", ".txt")):
         symbols, boundaries = _headings(text)
     else:
-        symbols, boundaries = _fallback_symbols(text)
+        symbols, boundaries = _code_symbols(path, data, text)
     terms = count_terms(text)
     return FileEntry(
         path=path,
@@ -114,6 +116,15 @@ def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int]]:
                 if isinstance(target, ast.Name):
                     symbols.append(Symbol(target.id, "variable", start, end))
     return symbols, boundaries
+
+
+def _code_symbols(path: str, data: bytes, text: str) -> tuple[list[Symbol], list[int]]:
+    language = language_for(path)
+    found = syntax_symbols(data, language) if language else None
+    if found is None:
+        return _fallback_symbols(text)
+    definitions, boundaries = found
+    return [Symbol(name, kind, start, end) for name, kind, start, end in definitions], boundaries
 
 
 def _start_line(node: ast.stmt) -> int:

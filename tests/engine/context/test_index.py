@@ -17,13 +17,50 @@ def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Pa
     assert ("TAX_RATE", "variable") in found
 
 
-def test_other_languages_get_symbols_from_the_regex_fallback(sample_repo: Path) -> None:
+def test_other_languages_get_symbols_with_spans_from_tree_sitter(sample_repo: Path) -> None:
     js = parse_file(sample_repo, "web/static/app.js")
     go = parse_file(sample_repo, "server/main.go")
     assert js is not None and go is not None
-    assert {s.name for s in js.symbols} == {"renderCart", "CartView", "fetchOrders"}
-    assert {s.name for s in go.symbols} == {"handleLogin", "Session"}
-    assert next(s.line for s in go.symbols if s.name == "Session") == 6
+    assert {(s.name, s.kind) for s in js.symbols} == {
+        ("renderCart", "function"),
+        ("CartView", "class"),
+        ("constructor", "method"),
+        ("fetchOrders", "function"),
+    }
+    assert {(s.name, s.line, s.end_line) for s in go.symbols} == {("handleLogin", 3, 4), ("Session", 6, 7)}
+
+
+def test_rust_java_and_typescript_definitions_and_their_spans(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "src/lib.rs": "pub struct Glob { re: String }\n\nimpl Glob {\n    pub fn builder() -> Self {\n"
+            "        todo!()\n    }\n}\n\nmacro_rules! glob { () => {} }\n",
+            "Dates.java": "public class Dates {\n    public static String format(long t) {\n"
+            '        return "";\n    }\n}\n',
+            "app.ts": "export interface Options { a: number }\n"
+            "app.render = function render(view: string) {\n};\n",
+        },
+    )
+    spans = {
+        path: {(s.name, s.kind, s.line, s.end_line) for s in entry.symbols}
+        for path in ("src/lib.rs", "Dates.java", "app.ts")
+        if (entry := parse_file(tmp_path, path)) is not None
+    }
+    assert spans["src/lib.rs"] == {
+        ("Glob", "class", 1, 1),
+        ("Glob", "class", 3, 7),
+        ("builder", "method", 4, 6),
+        ("glob", "function", 9, 9),
+    }
+    assert spans["Dates.java"] == {("Dates", "class", 1, 5), ("format", "method", 2, 4)}
+    assert spans["app.ts"] == {("Options", "class", 1, 1), ("render", "function", 2, 3)}
+
+
+def test_a_language_without_a_grammar_falls_back_to_regex_symbols(tmp_path: Path) -> None:
+    write(tmp_path, {"script.zig": "pub fn main() void {\n}\n"})
+    entry = parse_file(tmp_path, "script.zig")
+    assert entry is not None and [s.name for s in entry.symbols] == ["main"]
 
 
 def test_binary_files_are_not_indexed(sample_repo: Path) -> None:
