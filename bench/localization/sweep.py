@@ -3,7 +3,8 @@
     uv run python bench/localization/sweep.py VARIANTS.json [--suite …] [--repos …] [--only REPO|LANG]
 
 VARIANTS.json maps a name to keyword arguments of engine.context.rank.Weights, e.g.
-{"content only": {}, "priors": {"priors": true}}. Prints recall@1/5/10 and MRR per variant, overall and
+{"content only": {}, "priors": {"priors": true}}; a "role_priors" entry among them replaces role priors
+({"tests 0.5": {"role_priors": {"test": 0.5}}}). Prints recall@1/5/10 and MRR per variant, overall and
 per language, and writes each variant's ranks to --out (JSON) for a closer look.
 """
 
@@ -19,9 +20,12 @@ from pathlib import Path
 from autodev.cmd_eval import Outcome, checkout, load_dataset, report
 from engine.context import ContextEngine
 from engine.context.rank import Weights, parse_query, rank_files
+from engine.context.roles import PRIORS, RolePolicy
+
+Variant = tuple[Weights, RolePolicy]
 
 
-async def sweep(instances: list[dict], repos: Path, variants: dict[str, Weights], cache: Path) -> dict:
+async def sweep(instances: list[dict], repos: Path, variants: dict[str, Variant], cache: Path) -> dict:
     engine = ContextEngine(cache)
     outcomes: dict[str, list[Outcome]] = {name: [] for name in variants}
     for number, item in enumerate(instances, start=1):
@@ -31,8 +35,8 @@ async def sweep(instances: list[dict], repos: Path, variants: dict[str, Weights]
         index, _ = await engine.index(repo_dir, item["repo_dir"])
         hints = parse_query(item["query"])
         gold = set(item["gold_files"])
-        for name, weights in variants.items():
-            ranked = [f.path for f in rank_files(index, hints, weights=weights)]
+        for name, (weights, policy) in variants.items():
+            ranked = [f.path for f in rank_files(index, hints, weights=weights, policy=policy)]
             first = next((i for i, p in enumerate(ranked, start=1) if p in gold), None)
             outcomes[name].append(
                 Outcome(item["instance_id"], item["repo"], item["language"], first, 0.0, ranked[:20])
@@ -55,7 +59,10 @@ def main() -> int:
     instances = load_dataset(args.suite)
     if args.only:
         instances = [i for i in instances if {i["repo"], i["language"]} & set(args.only)]
-    variants = {name: Weights(**kwargs) for name, kwargs in json.loads(args.variants.read_text()).items()}
+    variants = {}
+    for name, kwargs in json.loads(args.variants.read_text()).items():
+        priors = {**PRIORS, **kwargs.pop("role_priors", {})}
+        variants[name] = (Weights(**kwargs), RolePolicy(priors=priors))
     outcomes = asyncio.run(sweep(instances, args.repos, variants, args.cache))
     for name, found in outcomes.items():
         print(f"\n## {name}\n" + report(found).split("\n\nrepository")[0])

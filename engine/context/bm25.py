@@ -42,27 +42,34 @@ class Bm25:
         self._offsets = np.concatenate(([0], np.cumsum(document_counts))).astype(np.int64)
         if lengths is None:
             lengths = [sum(terms.values()) for terms in counts]
-        length = np.asarray(lengths, dtype=np.float32)
-        average = float(length.mean()) if self.size else 1.0
-        self._norm = (k1 * (1 - b + b * length / (average or 1.0))).astype(np.float32)
+        self._relative = np.asarray(lengths, dtype=np.float32)
+        self._relative /= float(self._relative.mean()) if self.size and self._relative.any() else 1.0
+        self._norm = self._length_norm(b)
         # Okapi's idf with a small positive floor: a term in more than half the documents would otherwise
         # push its documents below those without it; "mentions it" stays above "does not".
         idf = np.log((self.size - document_counts + 0.5) / (document_counts + 0.5))
         self._idf = np.maximum(idf, IDF_FLOOR).astype(np.float32)
 
+    def _length_norm(self, b: float) -> np.ndarray:
+        return (self.k1 * (1 - b + b * self._relative)).astype(np.float32)
+
     def idf(self, term: str) -> float:
         position = self.vocabulary.get(term)
         return 0.0 if position is None else float(self._idf[position])
 
-    def scores(self, terms: Sequence[str], weights: Sequence[float] | None = None) -> np.ndarray:
-        """The score of every document for the query terms (each term once; `weights` scale each term)."""
+    def scores(
+        self, terms: Sequence[str], weights: Sequence[float] | None = None, *, b: float | None = None
+    ) -> np.ndarray:
+        """The score of every document for the query terms (each term once; `weights` scale each term; `b`
+        overrides the length normalisation the model was built with)."""
         out = np.zeros(self.size, dtype=np.float32)
+        norm = self._norm if b is None or b == self.b else self._length_norm(b)
         for i, term in enumerate(terms):
             position = self.vocabulary.get(term)
             if position is None:
                 continue
             start, end = self._offsets[position], self._offsets[position + 1]
             docs, tf = self._docs[start:end], self._tf[start:end]
-            gain = self._idf[position] * tf * (self.k1 + 1) / (tf + self._norm[docs])
+            gain = self._idf[position] * tf * (self.k1 + 1) / (tf + norm[docs])
             out[docs] += gain * (weights[i] if weights is not None else 1.0)
         return out.astype(float)

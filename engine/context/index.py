@@ -63,12 +63,14 @@ class RepoIndex:
         }
         return self
 
-    def field_scores(self, name: str, terms: list[str]) -> np.ndarray:
+    def field_scores(
+        self, name: str, terms: list[str], weights: list[float] | None = None, *, b: float | None = None
+    ) -> np.ndarray:
         """BM25 score of every file (in `paths` order) for the query terms, on one field."""
         model = self.fields.get(name)
         if model is None or not terms:
             return np.zeros(len(self.paths))
-        return model.scores(terms)
+        return model.scores(terms, weights, b=b)
 
     def file_scores(self, terms: list[str]) -> np.ndarray:
         return self.field_scores("content", terms)

@@ -24,13 +24,15 @@ _PROSE_EXTENSIONS = frozenset({"e.g", "i.e", "etc"})
 @dataclass
 class QueryHints:
     terms: list[str]
+    title_terms: set[str] = field(default_factory=set)  # the first line's: an issue's title says most
     paths: set[str] = field(default_factory=set)
     frames: list[tuple[str, int]] = field(default_factory=list)
     identifiers: set[str] = field(default_factory=set)
 
 
 def parse_query(query: str) -> QueryHints:
-    hints = QueryHints(terms=_query_terms(query))
+    title = next((line for line in query.splitlines() if line.strip()), "")
+    hints = QueryHints(terms=_query_terms(query), title_terms=set(tokenize(title)))
     for match in _FRAME_PY.finditer(query):
         hints.frames.append((_normal(match.group(1)), int(match.group(2))))
         if match.group(3) and match.group(3) != "<module>":

@@ -34,6 +34,8 @@ class Weights:
     basename_boost: float = 2.0  # the query names a file by its base name only
     identifier_boost: float = 2.0  # the file defines an identifier the query names
     priors: bool = True  # weigh files by their role (tests, docs, vendored…)
+    title: float = 1.0  # extra weight of the terms of the query's first line (an issue's title)
+    content_b: float = 0.75  # BM25's length normalisation on content
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -70,12 +72,13 @@ def rank_files(
     policy: RolePolicy = DEFAULT_POLICY,
 ) -> list[FileScore]:
     """Every file with a positive score, best first."""
-    content = index.field_scores("content", hints.terms)
+    term_weights = [1.0 + weights.title * (t in hints.title_terms) for t in hints.terms]
+    content = index.field_scores("content", hints.terms, term_weights, b=weights.content_b)
     base = weights.content * _normalised(content)
     if weights.path:
-        base += weights.path * _normalised(index.field_scores("path", hints.terms))
+        base += weights.path * _normalised(index.field_scores("path", hints.terms, term_weights))
     if weights.symbols:
-        base += weights.symbols * _normalised(index.field_scores("symbols", hints.terms))
+        base += weights.symbols * _normalised(index.field_scores("symbols", hints.terms, term_weights))
     base = _normalised(base)
     if vector_scores is not None and len(vector_scores) == len(index.paths):
         base = _normalised(_rrf(base) + _rrf(vector_scores))
