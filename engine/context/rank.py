@@ -61,6 +61,7 @@ class FileScore:
     score: float
     lexical: float
     reasons: list[str] = field(default_factory=list)
+    prior: float = 1.0  # the role's weight (roles.py), which its chunks' own scores get too
 
 
 def rank_files(
@@ -111,6 +112,7 @@ def rank_files(
                 prior * (float(base[i]) + boosts.get(path, 0.0)),
                 float(content[i]),
                 reasons.get(path, []),
+                prior,
             )
         )
     scores.sort(key=lambda s: (-s.score, position[s.path]))
@@ -142,8 +144,10 @@ class ChunkScore:
 
 
 def rank_chunks(index: RepoIndex, root: Path, files: list[FileScore], hints: QueryHints) -> list[ChunkScore]:
-    """The chunks of the given files, scored by file score + chunk BM25 + chunk-level boosts."""
+    """The chunks of the given files, scored by file score + chunk BM25 + chunk-level boosts (the latter two
+    weighted by the file's role prior: ten chunks of a benchmark must not crowd out the source)."""
     chunks: list[ChunkScore] = []
+    priors: list[float] = []
     for file_score in files:
         entry = index.files[file_score.path]
         try:
@@ -165,14 +169,16 @@ def rank_chunks(index: RepoIndex, root: Path, files: list[FileScore], hints: Que
                     bonus += IDENTIFIER_BOOST
                     reasons.append(f"defines {symbol.name.lower()}")
             reasons = list(dict.fromkeys(reasons))
-            chunks.append(ChunkScore(entry.path, start, end, text, file_score.score + bonus, reasons, focus))
+            score = file_score.score + file_score.prior * bonus
+            chunks.append(ChunkScore(entry.path, start, end, text, score, reasons, focus))
+            priors.append(file_score.prior)
     if chunks and hints.terms:
         wanted = set(hints.terms)
         counted = [counts_of(c.text, wanted) for c in chunks]
         model = Bm25([c for c, _ in counted], [n for _, n in counted], k1=1.5)
         lexical = _normalised(model.scores(hints.terms))
-        for chunk, value in zip(chunks, lexical, strict=True):
-            chunk.score += float(value)
+        for chunk, value, prior in zip(chunks, lexical, priors, strict=True):
+            chunk.score += prior * float(value)
     chunks.sort(key=lambda c: -c.score)
     return chunks
 

@@ -79,3 +79,23 @@ def test_bm25_prefers_rare_terms_and_shorter_documents() -> None:
     assert scores[3] == 0
     assert model.idf("coupon") > model.idf("order") > 0
     assert list(model.scores(["unknown"])) == [0.0] * 8
+
+
+async def test_a_benchmarks_chunks_do_not_crowd_the_source_out_of_the_pack(tmp_path: Path) -> None:
+    """Regression: chunk scores added their own BM25 unweighted, so a benchmark's many chunks that talk
+    about the query filled the pack (`autodev context` on autodev itself: 54% of the budget in bench/)."""
+    bench = "\n\n".join(
+        f"def bench_webhook_signature_{i}():\n    # webhook signature verification, timed\n    verify(sig)\n"
+        for i in range(40)
+    )
+    files = {
+        "app/webhooks.py": "def verify_signature(body, signature):\n    # webhook signature check\n"
+        "    return hmac.compare_digest(body, signature)\n",
+        "bench/webhook_bench.py": bench,
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    pack = await ContextEngine(tmp_path / "cache").build(
+        repo, "acme/app", "webhook signature verification", 3000
+    )
+    titles = [c["title"] for c in pack.diagnostics["chosen"] if c["source"] == "code"]
+    assert titles[0].startswith("app/webhooks.py")
