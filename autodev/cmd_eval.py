@@ -10,14 +10,17 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.agents.shortlist import ChatModel, pick_files, with_picks_first
 from engine.context import ContextEngine
+from engine.llm.client import LLMReply, make_openai_client
 from engine.settings import Settings
 
 KS = (1, 5, 10)
+SHORTLIST = 20
 REQUIRED = {"instance_id", "repo_dir", "query", "gold_files"}
 
 
@@ -38,6 +41,13 @@ def add_parser(subparsers: Any) -> None:
         "--only", action="append", default=[], help="keep instances of this repo or language"
     )
     evaluate.add_argument("--limit", type=int, help="the first N instances (after --only)")
+    evaluate.add_argument(
+        "--with-planner",
+        action="store_true",
+        help="the planner model (MODEL_PLANNER at OPENAI_BASE_URL) picks from the top --shortlist files "
+        "(paths and symbol outlines) and its picks go first",
+    )
+    evaluate.add_argument("--shortlist", type=int, default=SHORTLIST, help=f"default {SHORTLIST}")
     evaluate.set_defaults(handler=main_eval)
 
 
@@ -69,29 +79,25 @@ class Outcome:
     rank: int | None  # 1-based rank of the first file the fix changed; None when it was not ranked at all
     seconds: float
     ranked: list[str]
+    picked: list[str] = field(default_factory=list)
+    planner_seconds: float = 0.0
 
 
 def checkout(repo_dir: Path, commit: str) -> None:
     """Put the suite's clone at the fix's parent (no hooks run: the clone's history is someone else's)."""
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-C",
-            str(repo_dir),
-            "checkout",
-            "-q",
-            "-f",
-            "--detach",
-            commit,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    git = ["git", "-c", "core.hooksPath=/dev/null", "-C", str(repo_dir)]
+    subprocess.run([*git, "checkout", "-q", "-f", "--detach", commit], check=True, capture_output=True)
 
 
-async def evaluate(engine: ContextEngine, instances: list[dict[str, Any]], repos: Path) -> list[Outcome]:
+async def evaluate(
+    engine: ContextEngine,
+    instances: list[dict[str, Any]],
+    repos: Path,
+    *,
+    planner: ChatModel | None = None,
+    shortlist: int = SHORTLIST,
+) -> list[Outcome]:
+    """Each instance ranked on its tree; with a planner, its picks from the top `shortlist` files go first."""
     outcomes = []
     for item in instances:
         repo_dir = repos / item["repo_dir"]
@@ -101,11 +107,23 @@ async def evaluate(engine: ContextEngine, instances: list[dict[str, Any]], repos
         started = time.perf_counter()
         ranked = [f.path for f in await engine.rank_files(repo_dir, item["repo_dir"], item["query"])]
         seconds = time.perf_counter() - started
+        picked: list[str] = []
+        planner_seconds = 0.0
+        if planner is not None:
+            started = time.perf_counter()
+            outlines = await engine.outlines(repo_dir, item["repo_dir"], ranked[:shortlist])
+            picked = await pick_files(planner, task=item["query"], outlines=outlines)
+            ranked = with_picks_first(ranked, picked)
+            planner_seconds = time.perf_counter() - started
         gold = set(item["gold_files"])
         first = next((i for i, path in enumerate(ranked, start=1) if path in gold), None)
         repo = str(item.get("repo") or item["repo_dir"])
         language = str(item.get("language") or "?")
-        outcomes.append(Outcome(item["instance_id"], repo, language, first, seconds, ranked[:100]))
+        outcomes.append(
+            Outcome(
+                item["instance_id"], repo, language, first, seconds, ranked[:100], picked, planner_seconds
+            )
+        )
     return outcomes
 
 
@@ -139,6 +157,11 @@ def report(outcomes: list[Outcome]) -> str:
         f"  recall@10 {total['recall@10']:.3f}  MRR {total['mrr']:.3f}"
         f"  median {total['median_seconds'] * 1000:.1f} ms/query  p95 {total['p95_seconds'] * 1000:.1f} ms",
     ]
+    planned = [o.planner_seconds for o in outcomes if o.planner_seconds]
+    if planned:
+        picked = sum(1 for o in outcomes if o.picked)
+        median = statistics.median(planned)
+        lines.append(f"planner: picked for {picked} of {len(outcomes)}, median {median:.2f} s a call")
     for title, key in (("language", "language"), ("repository", "repo")):
         groups = sorted({getattr(o, key) for o in outcomes})
         if len(groups) < 2:
@@ -147,6 +170,30 @@ def report(outcomes: list[Outcome]) -> str:
         for group in groups:
             lines.append(_line(group, summarize([o for o in outcomes if getattr(o, key) == group])))
     return "\n".join(lines)
+
+
+class PlannerModel:
+    """The planner's model called directly: an evaluation has no job to charge, so no budget guard."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tokens_in = 0
+
+    async def chat(self, *, role: str, messages: list[dict[str, Any]], max_tokens: int = 400) -> LLMReply:
+        client = make_openai_client(self.settings)
+        try:
+            response = await client.chat.completions.create(
+                model=self.settings.model_planner,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+            )
+        finally:
+            await client.close()
+        usage = response.usage
+        self.tokens_in += usage.prompt_tokens if usage else 0
+        content = response.choices[0].message.content if response.choices else None
+        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        return LLMReply(content=content, tool_calls=[], tokens_in=tokens[0], tokens_out=tokens[1], usd=0.0)
 
 
 def main_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,8 +213,20 @@ def main_eval(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    planner = None
+    if args.with_planner:
+        if not settings.llm_configured:
+            print(
+                "autodev eval-localization: --with-planner needs OPENAI_API_KEY or OPENAI_BASE_URL",
+                file=sys.stderr,
+            )
+            return 2
+        planner = PlannerModel(settings)
+    engine = ContextEngine(_cache_dir(settings))
     try:
-        outcomes = asyncio.run(evaluate(ContextEngine(_cache_dir(settings)), instances, args.repos))
+        outcomes = asyncio.run(
+            evaluate(engine, instances, args.repos, planner=planner, shortlist=args.shortlist)
+        )
     except subprocess.CalledProcessError as error:
         print(
             f"autodev eval-localization: {error} ({error.stderr.decode(errors='replace').strip()})",
@@ -177,7 +236,15 @@ def main_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         args.out.write_text(
             "".join(
-                json.dumps({"instance_id": o.instance_id, "rank": o.rank, "ranked_files": o.ranked}) + "\n"
+                json.dumps(
+                    {
+                        "instance_id": o.instance_id,
+                        "rank": o.rank,
+                        "picked": o.picked,
+                        "ranked_files": o.ranked,
+                    }
+                )
+                + "\n"
                 for o in outcomes
             )
         )

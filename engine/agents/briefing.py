@@ -52,7 +52,12 @@ async def gather_context(
     try:
         engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
         pack = await engine.build(
-            repo_dir=worktree, repo=repo, query=query, budget_tokens=budget, job_id=job_id
+            repo_dir=worktree,
+            repo=repo,
+            query=query,
+            budget_tokens=budget,
+            job_id=job_id,
+            named=named_files or (),
         )
     except Exception:
         # A context engine bug must not fail the job: the fallback still gives the model a usable view.
