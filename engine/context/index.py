@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.context.bm25 import Bm25
+from engine.context.graph import import_edges
 from engine.context.parse import FileEntry, Symbol, parse_file, parse_many
 from engine.context.tokenize import path_terms, split_identifier
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 3  # 2: the path is a field, not content words; 3: tree-sitter symbols for non-Python code
+INDEX_VERSION = 4  # 2: the path is a field, not content words; 3: tree-sitter symbols; 4: Python imports
 PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more than it saves
 _BATCH = 64
 FIELDS = ("content", "path", "symbols")
@@ -39,6 +40,7 @@ class RepoIndex:
     definitions: dict[str, list[tuple[str, Symbol]]] = field(default_factory=dict, repr=False)
     by_basename: dict[str, list[str]] = field(default_factory=dict, repr=False)
     by_stem: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    imports: dict[str, list[str]] = field(default_factory=dict, repr=False)  # path -> paths it imports
 
     def finalize(self) -> RepoIndex:
         """Build the lookup tables and the BM25 models from the per-file term counts."""
@@ -56,6 +58,7 @@ class RepoIndex:
         self.by_basename = dict(by_basename)
         self.by_stem = dict(by_stem)
         entries = [self.files[p] for p in self.paths]
+        self.imports = import_edges({e.path: e.imports for e in entries if e.imports}, self.paths)
         self.fields = {
             "content": Bm25([e.terms for e in entries], [e.length for e in entries]),
             "path": Bm25([Counter(path_terms(p)) for p in self.paths], b=0.3),

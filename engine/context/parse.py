@@ -50,6 +50,7 @@ class FileEntry:
     chunks: list[tuple[int, int]] = field(default_factory=list)  # 1-based inclusive line spans
     terms: dict[str, int] = field(default_factory=dict)
     length: int = 0
+    imports: list[str] = field(default_factory=list)  # Python modules, relative ones with their leading dots
 
 
 def is_indexable(path: str, size: int) -> bool:
@@ -67,8 +68,9 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
         return None
     text = data.decode("utf-8", errors="replace")
     line_count = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    imports: list[str] = []
     if path.endswith((".py", ".pyi")):
-        symbols, boundaries = _python_symbols(data)
+        symbols, boundaries, imports = _python_symbols(data)
     elif path.endswith((".md", ".rst", ".txt")):
         symbols, boundaries = _headings(text)
     else:
@@ -82,6 +84,7 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
         chunks=chunk_spans(line_count, boundaries),
         terms=dict(terms),
         length=sum(terms.values()),
+        imports=imports,
     )
 
 
@@ -91,14 +94,22 @@ def parse_many(root: str, paths: list[str]) -> list[FileEntry]:
     return [entry for entry in (parse_file(base, p) for p in paths) if entry is not None]
 
 
-def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int]]:
+def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int], list[str]]:
     try:
         tree = ast.parse(data)
     except (SyntaxError, ValueError):
-        return _fallback_symbols(data.decode("utf-8", errors="replace"))
+        return (*_fallback_symbols(data.decode("utf-8", errors="replace")), [])
     symbols: list[Symbol] = []
     boundaries: list[int] = []
+    imports: list[str] = []
     for node in tree.body:
+        if isinstance(node, ast.Import):
+            imports.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            imports.append(base)
+            # `from . import utils`, `from pkg import module`: the names may be modules too
+            imports.extend(f"{base}.{a.name}" if node.module else base + a.name for a in node.names)
         start = _start_line(node)
         boundaries.append(start)
         end = node.end_lineno or start
@@ -115,7 +126,7 @@ def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int]]:
             for target in targets:
                 if isinstance(target, ast.Name):
                     symbols.append(Symbol(target.id, "variable", start, end))
-    return symbols, boundaries
+    return symbols, boundaries, list(dict.fromkeys(imports))
 
 
 def _code_symbols(path: str, data: bytes, text: str) -> tuple[list[Symbol], list[int]]:

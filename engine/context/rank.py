@@ -36,6 +36,8 @@ class Weights:
     priors: bool = True  # weigh files by their role (tests, docs, vendored…)
     title: float = 1.0  # extra weight of the terms of the query's first line (an issue's title)
     content_b: float = 0.75  # BM25's length normalisation on content
+    hop: float = 0.0  # a file the best hits import gets this share of the importer's score
+    hop_from: int = 5  # how many of the best hits lend their score along their imports
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -116,7 +118,37 @@ def rank_files(
             )
         )
     scores.sort(key=lambda s: (-s.score, position[s.path]))
+    if weights.hop and scores:
+        scores = _second_hop(index, scores, weights, policy, content, position)
     return scores
+
+
+def _second_hop(
+    index: RepoIndex,
+    scores: list[FileScore],
+    weights: Weights,
+    policy: RolePolicy,
+    content: np.ndarray,
+    position: dict[str, int],
+) -> list[FileScore]:
+    """Files the best hits import get a share of the importer's score: the bug is often one call away."""
+    lent: dict[str, tuple[float, str]] = {}
+    for hit in scores[: weights.hop_from]:
+        for target in index.imports.get(hit.path, []):
+            amount = weights.hop * hit.score
+            if amount > lent.get(target, (0.0, ""))[0]:
+                lent[target] = (amount, hit.path)
+    by_path = {s.path: s for s in scores}
+    for target, (amount, source) in lent.items():
+        prior = policy.prior(target) if weights.priors else 1.0
+        if prior <= 0:
+            continue
+        found = by_path.get(target)
+        if found is None:
+            found = by_path[target] = FileScore(target, 0.0, float(content[position[target]]), [], prior)
+        found.score += prior * amount
+        found.reasons.append(f"imported by {source}")
+    return sorted(by_path.values(), key=lambda s: (-s.score, position[s.path]))
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ def index_to_json(index: RepoIndex) -> dict[str, object]:
     """The index's stored part as plain JSON values (the lookup tables and BM25 are derived on load)."""
     files = {
         path: [e.digest, e.lines, [[s.name, s.kind, s.line, s.end_line] for s in e.symbols], e.chunks,
-               e.terms, e.length]
+               e.terms, e.length, e.imports]
         for path, e in index.files.items()
     }  # fmt: skip
     return {
@@ -29,7 +29,7 @@ def index_from_json(stored: dict[str, object]) -> RepoIndex:
     if not isinstance(raw, dict):
         raise ValueError("files is not an object")
     files: dict[str, FileEntry] = {}
-    for path, (digest, lines, symbols, chunks, terms, length) in raw.items():
+    for path, (digest, lines, symbols, chunks, terms, length, imports) in raw.items():
         files[str(path)] = FileEntry(
             path=str(path),
             digest=str(digest),
@@ -38,6 +38,7 @@ def index_from_json(stored: dict[str, object]) -> RepoIndex:
             chunks=[(int(a), int(b)) for a, b in chunks],
             terms={str(term): int(count) for term, count in terms.items()},
             length=int(length),
+            imports=[str(module) for module in imports],
         )
     skipped = stored["skipped"]
     if not isinstance(skipped, list):
