@@ -15,7 +15,7 @@ _FRAME_PY = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
 _PATH_LINE = re.compile(r"([\w./\\-]+\.[A-Za-z]{1,5}):(\d+)")
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
 _IDENTIFIER = re.compile(
-    r"`([^`\s]+)`|\b([A-Za-z_]\w*)\s*\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"
+    r"`([^`\s]+)`|\b([A-Za-z_]\w*)\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"
 )
 _DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
 _PROSE_EXTENSIONS = frozenset({"e.g", "i.e", "etc"})
