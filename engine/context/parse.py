@@ -59,10 +59,16 @@ def is_indexable(path: str, size: int) -> bool:
 
 
 def parse_file(root: Path, path: str) -> FileEntry | None:
-    """The entry for `path` under `root`, or None for a file that is binary, too big or gone."""
+    """The entry for `path` under `root`, or None for a file that is binary, too big, gone, or a link.
+
+    A symlink is never followed: the repository is someone else's, and `config.py -> /proc/self/environ`
+    would put the worker's environment into the index and from there into a prompt."""
+    full = root / path
     try:
-        data = (root / path).read_bytes()
-    except OSError:
+        if full.is_symlink() or not full.resolve().is_relative_to(root.resolve()):
+            return None
+        data = full.read_bytes()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop on the way
         return None
     if len(data) > MAX_FILE_BYTES or b"\0" in data[:8192]:
         return None

@@ -42,7 +42,7 @@ def walk(root: Path) -> Stats:
                     if name not in SKIP_DIRS and not name.startswith("."):
                         pending.append((prefix + name + "/", entry.path))
                     continue
-                if not entry.is_file() or name.startswith("."):
+                if entry.is_symlink() or not entry.is_file() or name.startswith("."):
                     continue
                 stat = entry.stat()
             except OSError:

@@ -6,7 +6,7 @@ from engine.context import ContextEngine
 from engine.context.parse import chunk_spans, parse_file
 from engine.context.store import IndexCache
 
-from .conftest import commit, write
+from .conftest import commit, git, write
 
 
 def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Path) -> None:
@@ -183,3 +183,21 @@ def test_a_planted_cache_file_runs_no_code_when_loaded(tmp_path: Path) -> None:
 
     assert cache.load_latest("acme/shop") is None
     assert not marker.exists()
+
+
+async def test_a_symlink_out_of_the_tree_is_never_read(tmp_path: Path) -> None:
+    """Regression: a file symlinked to one outside the repository (`/proc/self/environ`, a key file) was read
+    into the index, from where its text could reach a prompt."""
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("OPENAI_API_KEY=sk-live-do-not-leak\n")
+    write(tmp_path / "repo", {"app.py": "def run():\n    pass\n"})
+    (tmp_path / "repo" / "settings.py").symlink_to(secret)
+    (tmp_path / "repo" / "linked").symlink_to(secret.parent, target_is_directory=True)
+    for name in ("plain", "git"):
+        if name == "git":
+            git(tmp_path / "repo", "init", "-q")
+            commit(tmp_path / "repo", "with links")
+        index, _ = await ContextEngine(tmp_path / f"cache-{name}").index(tmp_path / "repo", f"acme/{name}")
+        assert list(index.files) == ["app.py"], name
+        assert "sk" not in {t for entry in index.files.values() for t in entry.terms}
