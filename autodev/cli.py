@@ -48,11 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    commands.add_parser(
+    worker = commands.add_parser(
         "worker",
         help="run only a worker that takes jobs from Redis; run many on one Redis and one database",
         description="Run an ARQ worker. Needs REDIS_URL and DATABASE_URL shared with the web app "
         "(or the embedded defaults of an `autodev serve`/`web` on the same machine).",
+    )
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="only check: exit 0 if a worker on this host recorded its heartbeat in Redis in the last "
+        "~10 s, else 1 (a container's health check, like `arq --check`)",
     )
     commands.add_parser(
         "migrate", help="bring the database to the newest schema (Alembic); serve/web/worker also do this"
@@ -76,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_on_settings_error(error)
     configure_logging(settings.log_level, json_lines=settings.log_json, secrets=settings.secret_values())
 
+    if args.command == "worker" and args.check:
+        from autodev.health import check_worker
+
+        return check_worker(settings)
     if args.command in ("serve", "web", "worker"):
         from autodev.serve import run_service
 

@@ -192,8 +192,7 @@ class PlannerModel:
         usage = response.usage
         self.tokens_in += usage.prompt_tokens if usage else 0
         content = response.choices[0].message.content if response.choices else None
-        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        return LLMReply(content=content, tool_calls=[], tokens_in=tokens[0], tokens_out=tokens[1], usd=0.0)
+        return LLMReply(content=content, tool_calls=[])
 
 
 def main_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -59,11 +59,10 @@ from githubkit.webhooks import sign
 
 from tests.support.fake_github import Call, FakeGitHub
 from tests.support.fake_llm import FakeLLM
+from workers.settings import health_check_key
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = (
-    ROOT.parent / "shared" / "corpora" / "github-webhooks" / "examples" / "issues" / "labeled.payload.json"
-)
+CORPUS = ROOT / "tests" / "fixtures" / "github-webhooks" / "examples" / "issues" / "labeled.payload.json"
 REPO = "Codertocat/Hello-World"
 INSTALLATION = 77
 SECRET = "bench-webhook-secret"
@@ -247,7 +246,7 @@ async def healthy(http: httpx.AsyncClient, port: int) -> bool:
 
 async def worker_polling(redis: aioredis.Redis) -> bool:
     with contextlib.suppress(OSError, aioredis.RedisError):
-        return bool(await redis.exists("arq:queue:health-check"))  # set by the worker's first poll
+        return bool(await redis.exists(health_check_key()))  # set by the worker's first poll
     return False
 
 

@@ -60,7 +60,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CORPUS = ROOT.parent / "shared" / "corpora" / "github-webhooks" / "examples"
+CORPUS = ROOT / "tests" / "fixtures" / "github-webhooks" / "examples"
 LABELED_EXAMPLE = CORPUS / "issues" / "labeled.payload.json"
 REPO = "Codertocat/Hello-World"
 ISSUE = 1
@@ -79,7 +79,7 @@ TARGET_P99_RATE = 500.0
 
 
 def delivery_body() -> tuple[bytes, str]:
-    """An `issues.labeled` delivery: GitHub's example payload when the shared corpus is here, else a copy."""
+    """An `issues.labeled` delivery: GitHub's example payload from tests/fixtures, else a copy."""
     if LABELED_EXAMPLE.exists():
         data: dict[str, Any] = json.loads(LABELED_EXAMPLE.read_text())
         source = "octokit/webhooks example issues/labeled.payload.json"
@@ -97,7 +97,7 @@ def delivery_body() -> tuple[bytes, str]:
 
 
 def synthetic_labeled() -> dict[str, Any]:
-    """The shape and size (~11 kB) of GitHub's example, for machines without the shared corpus."""
+    """The shape and size (~11 kB) of GitHub's example, for a checkout without tests/fixtures."""
     api = f"https://api.github.com/repos/{REPO}"
     user: dict[str, Any] = {"login": "Codertocat", "id": 21031067, "node_id": "MDQ6VXNlcjIxMDMxMDY3"}
     for key in ("followers", "following", "gists", "starred", "subscriptions", "organizations", "repos",
@@ -424,7 +424,7 @@ class Target:
 PROFILE_RULES: list[tuple[str, str, str, str | None]] = [
     ("logging", "", "logging/__init__.py", None),
     ("logging", "", "autodev/logs.py", None),
-    ("metrics (prometheus counter)", "", "prometheus_client/", None),
+    ("metrics (delivery tally)", "", "github_app/tally.py", None),
     ("read body", "read_limited", "github_app/webhooks.py", None),
     ("signature (HMAC)", "verify", "githubkit/webhooks/", None),
     ("JSON parse of the body", "loads", "json/__init__.py", "handle"),

@@ -1,6 +1,7 @@
 """Worker concurrency benchmark: N jobs at once in ONE `autodev worker` process, against a slow scripted LLM.
 
     .venv/bin/python bench/worker_concurrency.py [--jobs 60] [--llm-delay 1.0] [--steps 2] [--tests unittest]
+        [--sandbox bwrap|none]
         [--database-url postgresql+asyncpg://…] [--redis-url redis://127.0.0.1:6379/11] [--py-spy OUT.json]
 
 Builds --jobs real git repositories (a tiny Python project whose `.github/autodev.yml` names its test
@@ -51,13 +52,15 @@ JOB_TAG = re.compile(r"\[bench-job-(\w+)\]")
 STEP_OF = re.compile(r"# Your step \((\d+) of (\d+)\)")
 TEST_SCRIPT = """\
 #!/bin/sh
-# The repository's test command, timing itself: one line per run in the bench's log, keyed by worktree.
+# The repository's test command, timing itself: one line in its own output (it runs in the sandbox, which
+# can write nothing outside the worktree); the bench reads it back from the job's `tests` events.
 start=$(date +%s.%N)
 {command}
 rc=$?
-echo "$PWD $start $(date +%s.%N) $rc" >> {log}
+echo "BENCH-TEST $start $(date +%s.%N) $rc"
 exit $rc
 """
+TIMED = re.compile(r"^BENCH-TEST (\S+) (\S+) -?\d+$", re.M)
 TEST_COMMANDS = {
     # unittest costs ~0.05 CPU-s a run; pytest with this venv's plugins ~1 CPU-s, which on a small machine
     # turns 60 concurrent jobs' tests into CPU contention that slows every other part of the worker too.
@@ -162,14 +165,14 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_repos(base: Path, count: int, test_script: Path) -> list[Path]:
+def make_repos(base: Path, count: int, test_script: str) -> list[Path]:
     """`count` git repositories of the tiny project: one made with git, the rest copies of it."""
     seed = base / "repos" / "seed"
-    for name, text in REPO_FILES.items():
+    for name, text in {**REPO_FILES, "timed-test.sh": test_script}.items():
         (seed / name).parent.mkdir(parents=True, exist_ok=True)
         (seed / name).write_text(text)
     (seed / ".github").mkdir(exist_ok=True)
-    (seed / ".github/autodev.yml").write_text(f"test_command: {f'sh {test_script}'!r}\n")
+    (seed / ".github/autodev.yml").write_text("test_command: 'sh timed-test.sh'\n")
     git(seed, "init", "-q", "-b", "main")
     git(seed, "add", "-A")
     git(seed, "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-q", "-m", "initial")
@@ -224,6 +227,9 @@ def worker_env(args: argparse.Namespace, base: Path, llm_port: int, redis_url: s
         OPENAI_API_KEY="sk-bench-unused",
         WORKER_MAX_JOBS=str(args.jobs),
         LOG_LEVEL=args.log_level,
+        SANDBOX=args.sandbox,
+        # The tests run with this venv's python: shown read-only to the sandbox, as an operator's toolchain.
+        SANDBOX_READONLY_PATHS=sys.prefix,
     )
     if redis_url:  # unset: the worker finds the embedded Redis under DATA_DIR, as `autodev worker` would
         env["REDIS_URL"] = redis_url
@@ -325,6 +331,7 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
     from engine.store.db import make_engine, make_sessionmaker, upgrade
     from engine.store.jobs import JobLimits, JobStore
     from workers.queue import ArqJobQueue, connect
+    from workers.settings import health_check_key
 
     database_url = args.database_url or f"sqlite+aiosqlite:///{base / 'data' / 'autodev.db'}"
     await upgrade(database_url)
@@ -355,7 +362,7 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
     )
     spy: asyncio.subprocess.Process | None = None
     try:
-        while not await pool.exists("arq:queue:health-check"):
+        while not await pool.exists(health_check_key()):
             if worker.returncode is not None:
                 raise SystemExit(f"the worker exited at start; see {base / 'worker.log'}")
             await asyncio.sleep(0.1)
@@ -391,7 +398,7 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
             await stop_process(spy, signal.SIGINT)
         async with httpx.AsyncClient() as client:
             served = (await client.get(f"http://127.0.0.1:{llm_port}/stats")).json()
-        views = [await store.view(i, with_events=False) for i in ids]
+        views = [await store.view(i) for i in ids]
     finally:
         await stop_process(worker)
         await stop_process(llm)
@@ -410,10 +417,11 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
         raise SystemExit(f"{len(failed)} of {len(views)} jobs failed; figures from failed jobs are worthless")
 
     test_seconds: dict[str, float] = {}
-    for line in (base / "tests.log").read_text().splitlines():
-        where, started, ended, _rc = line.rsplit(" ", 3)
-        job_id = Path(where).name
-        test_seconds[job_id] = test_seconds.get(job_id, 0.0) + float(ended) - float(started)
+    for view in views:
+        for event in view.events:
+            if event.type == "tests":
+                for started, ended in TIMED.findall(str(event.data.get("tail", ""))):
+                    test_seconds[view.id] = test_seconds.get(view.id, 0.0) + float(ended) - float(started)
     rows = []
     for view, tag in zip(views, tags, strict=True):
         assert view.started_at is not None and view.finished_at is not None
@@ -451,6 +459,7 @@ async def run(args: argparse.Namespace, base: Path, repos: list[Path], log: IO[b
         "jobs": args.jobs,
         "steps_per_job": args.steps,
         "test_runner": args.tests,
+        "sandbox": args.sandbox,
         "llm_delay_s": args.llm_delay,
         "worker_max_jobs": args.jobs,
         "all_succeeded": True,
@@ -499,6 +508,7 @@ def main() -> int:
     parser.add_argument("--llm-delay", type=float, default=1.0, help="seconds before every LLM answer")
     parser.add_argument("--steps", type=int, choices=(1, 2), default=2, help="plan steps per job")
     parser.add_argument("--tests", choices=sorted(TEST_COMMANDS), default="unittest", help="test runner")
+    parser.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap", help="SANDBOX of the worker")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp dir")
     parser.add_argument("--redis-url", default=None, help="default: embedded Redis; its db is FLUSHED")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the jobs")
@@ -515,10 +525,8 @@ def main() -> int:
     args.git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.split()[-1]
     base = Path(tempfile.mkdtemp(prefix="bench-worker-", dir="/tmp"))
     try:
-        script = base / "timed-test.sh"
         command = TEST_COMMANDS[args.tests].format(python=sys.executable)
-        script.write_text(TEST_SCRIPT.format(command=command, log=base / "tests.log"))
-        repos = make_repos(base, args.jobs + 1, script)
+        repos = make_repos(base, args.jobs + 1, TEST_SCRIPT.format(command=command))
         with open(base / "worker.log", "wb") as log:
             result = asyncio.run(run(args, base, repos, log))
     finally:

@@ -8,15 +8,24 @@ Each event is a row (seq, type, data). Types and their data:
 - resumed        {attempt}                                 a retried run picks up from its last checkpoint
 - plan           {steps: [{title, rationale, acceptance, files}]}
 - step_started   {index, title}
-- step_finished  {index, state, commit_sha?, error?}       state: done | failed | skipped
+- step_finished  {index, state, commit_sha?, no_changes?, error?, refusal?}
+                                                           state: done | failed | skipped | refused;
+                                                           a done step that changed nothing has no commit
+                                                           and no_changes: true; refusal: the model's words
 - tests          {index, command, passed, round, tail}     tail: the last lines of the output
-- llm_call       {role, model, tokens_in, tokens_out, usd, latency_ms, step_index}
+- llm_call       {role, model, tokens_in, tokens_out, tokens_cached, tokens_reasoning, usd, checked_usd,
+                  billed_on, outcome, attempt, latency_ms, step_index, usage_note?, refusal?}
+                                                           one per request that left (each retry is one);
+                                                           usd: billed, checked_usd: the guard's worst case
 - edit_refused   {path, reason}
 - note           {kind, text}                              a memory note the coder wrote
 - pushed         {branch, head_sha}
 - pr             {number, url, draft, created}
 - limit          {limit, reason}                           a budget/request/time limit stopped the job
 - cancel_requested {by}
+- instructions   {files: [{path, chars, truncated}], step_index?}  the repository's instruction files read
+- sandbox        {runner, network, test_command, problem?}  where the repository's commands run (bwrap,
+                 none) or why they do not
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
@@ -41,6 +50,8 @@ PR = "pr"
 LIMIT = "limit"
 CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
+INSTRUCTIONS = "instructions"
+SANDBOX = "sandbox"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"

@@ -1,8 +1,10 @@
-"""A target repository's `.github/autodev.yml`: test command, budget, base branch, protected paths."""
+"""A target repository's `.github/autodev.yml`: test command, budget, base branch, protected paths, …"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import PermanentFailure
 
@@ -24,8 +26,31 @@ class RepoConfig(BaseModel):
     test_command: str | None = None
     budget_usd: float | None = Field(default=None, gt=0)
     base_branch: str | None = None
+    # gitignore-style patterns ("secrets", "/config/**", "infra/", "*.pem", "!public.pem") the coder may not
+    # write, delete or create; added to the defaults (.github/workflows/, .github/actions/, this file).
     protected_paths: list[str] = Field(default_factory=list)
+    # Whether the repository's commands may use the network (its tests need it); off by default.
+    network: bool = False
     context: ContextConfig = Field(default_factory=ContextConfig)
+
+    @field_validator("protected_paths", mode="before")
+    @classmethod
+    def _one_block_of_patterns(cls, value: Any) -> Any:
+        """One YAML block (`|`) of patterns, one a line, is read as the list of its lines."""
+        return value.splitlines() if isinstance(value, str) else value
+
+    @field_validator("protected_paths")
+    @classmethod
+    def _valid_patterns(cls, value: list[str]) -> list[str]:
+        import pathspec
+
+        patterns = [p.strip() for p in value if p.strip() and not p.strip().startswith("#")]
+        for pattern in patterns:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([pattern])
+            except ValueError as exc:
+                raise ValueError(f"{pattern!r} is not a valid gitignore-style pattern") from exc
+        return patterns
 
 
 def parse_repo_config(text: str | None) -> RepoConfig:

@@ -6,14 +6,18 @@ is the only place that builds it, once, and hands it to the others.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from engine.redact import pem_secrets, url_secrets
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/autodev.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -63,6 +67,14 @@ class Settings(BaseSettings):
     mirror_cache_max_bytes: int = Field(default=5 * 1024**3, gt=0)
     test_timeout_seconds: float = Field(default=600.0, gt=0)
     test_output_max_bytes: int = Field(default=64 * 1024, gt=0)
+    # How the repository's commands are isolated: bwrap (bubblewrap; when it cannot start, the commands do
+    # not run and the job says so) or none (the operator's explicit choice: no isolation at all).
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    bwrap_path: str = "bwrap"  # the bubblewrap executable, when it is not on PATH
+    # Extra read-only paths the sandbox shows (a toolchain outside the system dirs), joined by ':'.
+    sandbox_readonly_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    test_memory_mb: int = Field(default=4096, gt=0)
+    test_max_processes: int = Field(default=512, gt=0)
     repair_rounds: int = Field(default=3, ge=0)
     coder_max_turns: int = Field(default=40, gt=0)
     context_budget_tokens: int = Field(default=24_000, gt=1000)
@@ -75,6 +87,8 @@ class Settings(BaseSettings):
 
     # Operators (the /jobs list); unset: the list is closed.
     operator_token: SecretStr | None = None
+    # A bearer token /metrics asks for; unset: /metrics is open to whoever reaches the port.
+    metrics_token: SecretStr | None = None
 
     # Spending caps on top of the per-job budget; unset: no cap.
     daily_budget_usd: float | None = Field(default=None, gt=0)
@@ -114,6 +128,18 @@ class Settings(BaseSettings):
                 value = url.set(database=str(path.absolute())).render_as_string(hide_password=False)
         return value
 
+    @field_validator("sandbox_readonly_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(":") if part.strip()]
+        return value
+
+    @field_validator("sandbox_readonly_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().absolute() for p in value]
+
     @field_validator("data_dir", "workspace_dir", "pricing_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -126,6 +152,14 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("use redis://host:port/db, rediss://… or unix:///path/to/socket")
         return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def github_configured(self) -> bool:
@@ -149,7 +183,9 @@ class Settings(BaseSettings):
         return Path(raw).expanduser().read_text()
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so logs and workspaces can be scrubbed of them."""
+        """Every configured secret, so logs and workspaces can be scrubbed of them: the credentials, the
+        passwords in the URLs (DATABASE_URL, REDIS_URL, …) and the App key's text even when
+        GITHUB_PRIVATE_KEY is a path to it."""
         values = [
             s.get_secret_value()
             for s in (
@@ -160,7 +196,13 @@ class Settings(BaseSettings):
                 self.slack_app_token,
                 self.openai_api_key,
                 self.operator_token,
+                self.metrics_token,
             )
             if s is not None
         ]
+        values += url_secrets(
+            self.database_url, self.redis_url, self.openai_base_url, self.github_api_url, self.slack_api_url
+        )
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # a missing key file is reported elsewhere
+            values += pem_secrets(self.github_private_key_pem())
         return [v for v in values if len(v) >= 6]

@@ -48,6 +48,18 @@ class CostView:
     usd: float
     latency_ms: int
     created_at: datetime
+    tokens_cached: int = 0
+    tokens_reasoning: int = 0
+    checked_usd: float | None = None  # the worst case the budget guard checked before the request left
+    billed_on: str | None = None  # usage | worst case | not billed
+    outcome: str | None = None
+    note: str | None = None
+    attempt: int | None = None
+
+    @property
+    def over_checked(self) -> bool:
+        """Billed more than was checked: the prompt cost more than estimated (the next check sees it)."""
+        return self.checked_usd is not None and self.usd > self.checked_usd + 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,7 @@ class JobView:
     pr_url: str | None
     head_sha: str | None
     context_diagnostics: list[Any]
+    sandbox: dict[str, Any]
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -101,6 +114,18 @@ class JobView:
     @property
     def steps_done(self) -> int:
         return sum(1 for s in self.steps if s.state == "done")
+
+    @property
+    def sandbox_notice(self) -> str | None:
+        """What a user must know about where the repository's commands ran, or None when nothing is."""
+        sandbox = self.sandbox
+        if sandbox.get("problem"):
+            return str(sandbox["problem"])
+        if sandbox.get("runner") == "none" and sandbox.get("test_command"):
+            return "tests ran without a sandbox (the operator set SANDBOX=none)"
+        if sandbox.get("network"):
+            return "tests ran with network access (the repository's .github/autodev.yml allows it)"
+        return None
 
     def elapsed_seconds(self, now: datetime) -> float:
         if self.started_at is None:

@@ -1,8 +1,11 @@
-"""GET /github/setup: register the App through GitHub's manifest flow and store its credentials locally."""
+"""GET /github/setup: register the App through GitHub's manifest flow and store its credentials locally.
+
+The page says what it will create (app.yml's permissions and events), where the credentials will go, and
+whether GitHub can reach the webhook URL made from PUBLIC_URL at all.
+"""
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -13,8 +16,18 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from engine.settings import Settings
+from github_app.manifest import (
+    APP_YML,
+    EVENT_USES,
+    PERMISSION_USES,
+    load_manifest,
+    manifest,
+    unreachable_from_github,
+    webhook_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +35,17 @@ log = logging.getLogger(__name__)
 # callback with no match is someone else's code (a forged link) and is refused.
 STATE_COOKIE = "autodev_setup_state"
 STATE_MAX_AGE_S = 3600
+KEY_FILE, ENV_FILE = "github-app.pem", "github-app.env"
+# The page posts a form to GitHub: it must not be framed by another site (clickjacking).
+PAGE_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
-PERMISSIONS = {
-    "contents": "write",
-    "pull_requests": "write",
-    "issues": "write",
-    "checks": "write",
-    "metadata": "read",
-}
-EVENTS = [
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "check_run",
-]  # installation* events reach every App without subscribing
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def web_url(api_url: str) -> str:
@@ -47,41 +56,45 @@ def web_url(api_url: str) -> str:
     return base.removesuffix("/api/v3")
 
 
-def manifest(settings: Settings) -> dict[str, Any]:
-    public = settings.public_url.rstrip("/")
-    return {
-        "name": f"autodev-{secrets.token_hex(3)}",
-        "url": public,
-        "hook_attributes": {"url": f"{public}/github/webhooks", "active": True},
-        "redirect_url": f"{public}/github/setup/callback",
-        "public": False,
-        "default_permissions": PERMISSIONS,
-        "default_events": EVENTS,
-    }
+def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    body = templates.get_template(name).render(**values)
+    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>{body}",
-        status_code=status,
-    )
+def message(title: str, text: str, status: int, *, start_again: bool = False) -> HTMLResponse:
+    return render("setup_message.html", status, title=title, text=text, start_again=start_again)
 
 
-def setup_router(settings: Settings) -> APIRouter:
+def setup_router(settings: Settings, manifest_file: Path = APP_YML) -> APIRouter:
     router = APIRouter()
 
     @router.get("/github/setup")
     async def github_setup() -> HTMLResponse:
+        app_yml = load_manifest(manifest_file)
+        values = {
+            "settings": settings,
+            "webhook_url": webhook_url(settings),
+            "unreachable": unreachable_from_github(settings.public_url),
+            "data_dir": settings.data_dir.resolve(),
+            "app_name": app_yml.get("name", "autodev"),
+            "visibility": "public" if app_yml.get("public") else "private",
+            "key_file": KEY_FILE,
+            "env_file": ENV_FILE,
+            "permissions": [
+                (name, access, PERMISSION_USES.get(name, ""))
+                for name, access in app_yml["default_permissions"].items()
+            ],
+            "events": [(name, EVENT_USES.get(name, "")) for name in app_yml.get("default_events", [])],
+        }
         if settings.github_configured:
-            return page("GitHub App configured", f"<p>App id {settings.github_app_id} is set up.</p>")
+            return render("setup.html", configured=True, **values)
         state = secrets.token_urlsafe(24)
-        target = f"{web_url(settings.github_api_url)}/settings/apps/new?state={state}"
-        data = html.escape(json.dumps(manifest(settings)), quote=True)
-        response = page(
-            "Create the autodev GitHub App",
-            f'<form action="{html.escape(target)}" method="post">'
-            f'<input type="hidden" name="manifest" value="{data}">'
-            '<button type="submit">Create the GitHub App</button></form>',
+        response = render(
+            "setup.html",
+            configured=False,
+            target=f"{web_url(settings.github_api_url)}/settings/apps/new?state={state}",
+            manifest=json.dumps(manifest(settings, manifest_file)),
+            **values,
         )
         response.set_cookie(
             STATE_COOKIE,
@@ -97,29 +110,32 @@ def setup_router(settings: Settings) -> APIRouter:
     @router.get("/github/setup/callback")
     async def github_setup_callback(request: Request, code: str = "", state: str = "") -> HTMLResponse:
         if settings.github_configured:
-            return page("GitHub App configured", "<p>This autodev already has a GitHub App.</p>", 409)
+            return message("GitHub App configured", "This autodev already has a GitHub App.", 409)
         expected = request.cookies.get(STATE_COOKIE, "")
         if not expected or not secrets.compare_digest(expected, state):
-            refused = "<p>This link did not come from a setup started in this browser; start again at "
-            return page("Setup refused", refused + '<a href="/github/setup">/github/setup</a>.</p>', 400)
+            refused = "This link did not come from a setup started in this browser."
+            return message("Setup refused", refused, 400, start_again=True)
         if not code.isalnum():
-            return page("Setup failed", "<p>GitHub sent no valid code; start again.</p>", 400)
+            return message("Setup failed", "GitHub sent no valid code.", 400, start_again=True)
         url = f"{settings.github_api_url.rstrip('/')}/app-manifests/{code}/conversions"
         try:
             async with httpx.AsyncClient(timeout=30.0) as client:
                 response = await client.post(url, headers={"Accept": "application/vnd.github+json"})
         except httpx.HTTPError as exc:
             log.warning("GitHub manifest conversion failed: %s", exc)
-            return page("Setup failed", "<p>GitHub could not be reached; try again.</p>", 502)
+            return message("Setup failed", "GitHub could not be reached; try again.", 502, start_again=True)
         if response.status_code != 201:
             log.warning("GitHub refused the manifest code: %s", response.status_code)
-            refused = "<p>GitHub refused the code (it is single-use); start again.</p>"
-            return page("Setup failed", refused, 400)
-        env_file = store_credentials(settings.data_dir, response.json())
-        created = page(
-            "GitHub App created",
-            f"<p>Its id, key and webhook secret are stored in <code>{html.escape(str(env_file))}</code>. "
-            "Copy its lines into <code>.env</code> and restart autodev.</p>",
+            refused = "GitHub refused the code (it is single-use)."
+            return message("Setup failed", refused, 400, start_again=True)
+        app = response.json()
+        env_file = store_credentials(settings.data_dir, app)
+        created = render(
+            "setup_created.html",
+            slug=str(app.get("slug", "")),
+            html_url=str(app.get("html_url", "")),
+            env_file=env_file.resolve(),
+            key_file=(settings.data_dir / KEY_FILE).resolve(),
         )
         created.delete_cookie(STATE_COOKIE, path="/github/setup")
         return created
@@ -130,8 +146,8 @@ def setup_router(settings: Settings) -> APIRouter:
 def store_credentials(data_dir: Path, app: dict[str, Any]) -> Path:
     """Write the key and an env snippet readable by the owner only; secrets never go into the page."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    key_file = data_dir / "github-app.pem"
-    env_file = data_dir / "github-app.env"
+    key_file = data_dir / KEY_FILE
+    env_file = data_dir / ENV_FILE
     _write_private(key_file, str(app["pem"]))
     _write_private(
         env_file,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +22,32 @@ from engine.settings import Settings
 from engine.store.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
 from engine.store.jobs import JobLimits, JobStore
 from engine.store.models import Base
+from engine.workspace.sandbox import bwrap_problem
+from tests.support import skip_policy
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# The repositories the tests make run their tests with this interpreter (pytest is in autodev's dev tools),
+# inside bubblewrap wherever it works (CI installs it), with this venv shown to them read-only; where no
+# bubblewrap can start the tests choose SANDBOX=none, as an operator would (tests/engine/workspace and the
+# e2e sandbox test then skip, saying how to enable them).
+BWRAP_PROBLEM = bwrap_problem()
+SANDBOX_SETTINGS: dict[str, object] = (
+    {"sandbox": "bwrap", "sandbox_readonly_paths": [Path(sys.prefix)]}
+    if BWRAP_PROBLEM is None
+    else {"sandbox": "none"}
+)
 
 # Nothing a developer has in their shell or .env leaks into the tests' settings.
 for _name in list(os.environ):
     if _name.startswith(("GITHUB_", "SLACK_", "OPENAI_", "MODEL_", "JOB_", "AUTODEV_")):
         del os.environ[_name]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.install(config)  # only a missing server may skip a test; CI=true fails on any other skip
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +62,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     if not TEST_DATABASE_URL:
-        pytest.skip(
-            "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
+        skip_policy.skip_without(
+            "PostgreSQL", "set TEST_DATABASE_URL, e.g. postgresql+asyncpg://postgres@127.0.0.1/test"
         )
     import asyncio
 
@@ -120,6 +140,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path / "data",
         "workspace_dir": tmp_path / "work",
         "public_url": "http://testserver",
+        **SANDBOX_SETTINGS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -147,3 +168,16 @@ async def store(sessions: async_sessionmaker[AsyncSession], settings: Settings) 
     )
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    """Headless Chromium (Debian's package) driven by Playwright; a `playwright.async_api.Browser`."""
+    if not HAVE_CHROMIUM:
+        skip_policy.skip_without("Chromium", "install it, e.g. apt-get install chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

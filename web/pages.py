@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from engine import events
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
 from engine.store.jobs import JobNotFound
 from engine.store.models import JobKind, JobState
@@ -47,6 +48,18 @@ def plan_items(job: JobView) -> list[dict[str, Any]]:
     return [{"index": i, "title": title, "state": states.get(i, "pending")} for i, title in enumerate(titles)]
 
 
+def instructions_read(job: JobView) -> list[dict[str, Any]]:
+    """What this job was told: the repository's instruction files each `instructions` event listed."""
+    told = []
+    for event in job.events:
+        if event.type == events.INSTRUCTIONS:
+            files = event.data.get("files")
+            step = event.data.get("step_index")
+            where = "the whole job" if step is None else f"step {int(str(step)) + 1}"
+            told.append({"where": where, "files": files if isinstance(files, list) else []})
+    return told
+
+
 def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str | None) -> dict[str, Any]:
     operator = ctx.access.operator(request) is not None
     steps = [
@@ -75,6 +88,7 @@ def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str 
         "steps": steps,
         "events": [{"seq": e.seq, "type": e.type, "fields": fields_of(e.data)} for e in job.events],
         "diagnostics": [fields_of(d) for d in job.context_diagnostics],
+        "told": instructions_read(job),
         "stream_url": job_url(job.id, link_token, "/stream")
         + ("&" if link_token else "?")
         + urlencode({"since": fingerprint(job, last_seq)}),

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from arq import cron
+from arq.constants import default_queue_name, health_check_key_suffix
 from arq.worker import Worker
 
 from engine.settings import Settings
 from workers.jobs import job_timeout_s, reconcile, run_job
 from workers.queue import RUN_JOB
+
+# How often a worker records its heartbeat in Redis; the key lives one second longer (ARQ's rule), so a
+# worker that stopped polling is unhealthy within ~11 s. One SET per interval.
+HEALTH_CHECK_INTERVAL_S = 10
+
+
+def health_check_key(host: str | None = None) -> str:
+    """The heartbeat key of the workers on `host` (machine or container), read by `autodev worker --check`.
+
+    ARQ's default is one key per queue: any live worker keeps it fresh, so a dead one would look healthy."""
+    return f"{default_queue_name}{health_check_key_suffix}:{host or socket.gethostname()}"
 
 
 def worker_options(settings: Settings, *, burst: bool = False, reconciler: bool = True) -> dict[str, Any]:
@@ -29,6 +42,8 @@ def worker_options(settings: Settings, *, burst: bool = False, reconciler: bool 
         "burst": burst,
         "poll_delay": settings.worker_poll_delay_s if not burst else 0.05,
         "handle_signals": False,
+        "health_check_key": health_check_key(),
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
     }
 
 

@@ -1,4 +1,4 @@
-"""The agents' roles and rules from AGENTS.md, and a target repository's own conventions."""
+"""The agents' roles and rules from autodev's own AGENTS.md (the repository's files: instructions.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 
 AGENTS_MD = Path(__file__).resolve().parents[2] / "AGENTS.md"
-CONVENTION_FILES = ("AGENTS.md", "CONTRIBUTING.md", ".github/CONTRIBUTING.md")
-CONVENTIONS_MAX_CHARS = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +43,3 @@ def _load(path: Path, mtime_ns: int) -> AgentRules:
 def load_agent_rules(path: Path = AGENTS_MD) -> AgentRules:
     """AGENTS.md as parsed now (re-read when the file changes)."""
     return _load(path, path.stat().st_mtime_ns)
-
-
-def repo_conventions(worktree: Path) -> str:
-    """The target repo's AGENTS.md / CONTRIBUTING.md, bounded, for the prompts."""
-    parts: list[str] = []
-    budget = CONVENTIONS_MAX_CHARS
-    for name in CONVENTION_FILES:
-        path = worktree / name
-        if budget <= 0 or not path.is_file() or path.is_symlink():
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")[:budget]
-        budget -= len(text)
-        parts.append(f"## {name}\n{text}")
-    return "\n\n".join(parts)

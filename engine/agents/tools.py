@@ -1,30 +1,33 @@
 """The coder's tools: their JSON schemas and one executor that turns every call into text for the model.
 
-Every write goes through the EditGuard; a refusal is told to the model, counted and emitted, never applied.
+The model's calls are treated as an attacker's: arguments are checked against the schemas, every path goes
+through the EditGuard, and a refusal is told to the model, counted and emitted, never applied and never a
+failed job. File work runs in a worker thread with bounds on size, output and time (search.py, filetext.py),
+so no call can hold up the event loop the worker's other jobs share.
 """
 
 from __future__ import annotations
 
-import difflib
+import asyncio
 import json
 import logging
-import os
-import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from engine import events
+from engine.agents.filetext import closest_match, human_size, is_binary, read_range
+from engine.agents.search import SKIP_DIRS, search_files
 from engine.workspace.commands import TestResult
-from engine.workspace.guard import EditGuard, EditRefused
+from engine.workspace.guard import EditGuard, EditRefused, FileTooLarge
+
+__all__ = ["SKIP_DIRS", "TOOL_SCHEMAS", "ToolBox", "closest_match"]
 
 log = logging.getLogger(__name__)
 
-READ_MAX_CHARS = 60_000
 LIST_MAX_ENTRIES = 400
-SEARCH_MAX_HITS = 80
+LIST_MAX_SCANNED = 20_000  # directory entries looked at for one listing
+EDIT_MAX_BYTES = 1024 * 1024  # edit_file reads, replaces and writes the whole file
 NOTE_KINDS = ("Decision", "Constraint", "Todo", "Glossary", "Link")
-SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", "dist"}
 
 
 def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -39,17 +42,20 @@ def _tool(name: str, description: str, properties: dict[str, Any], required: lis
 
 
 _STR = {"type": "string"}
+_INT = {"type": "integer"}
 TOOL_SCHEMAS = [
     _tool("list_files", "List files under a directory of the repository.", {"path": _STR}, []),
     _tool(
         "read_file",
-        "Read a file (optionally a 1-based line range).",
-        {"path": _STR, "start_line": {"type": "integer"}, "end_line": {"type": "integer"}},
+        "Read a file, or the 1-based line range start_line..end_line of it. A long file comes back in "
+        "parts; the answer says which lines it holds and where to read on.",
+        {"path": _STR, "start_line": _INT, "end_line": _INT},
         ["path"],
     ),
     _tool(
         "search",
-        "Search file contents with a regular expression.",
+        "Search file contents with a regular expression (RE2 syntax: no backreferences or lookaround; "
+        "^ and $ match at each line). path: a directory or file to search in.",
         {"pattern": _STR, "path": _STR},
         ["pattern"],
     ),
@@ -69,6 +75,7 @@ TOOL_SCHEMAS = [
         ["kind", "text"],
     ),
 ]
+_SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}
 
 
 class ToolBox:
@@ -92,90 +99,57 @@ class ToolBox:
     async def call(self, name: str, raw_arguments: str) -> str:
         try:
             args = json.loads(raw_arguments or "{}")
-            if not isinstance(args, dict):
-                raise ValueError("arguments must be a JSON object")
-        except ValueError as exc:
-            return f"error: the arguments are not valid JSON ({exc})"
+        except (ValueError, RecursionError) as exc:
+            return f"error: the arguments are not valid JSON ({type(exc).__name__})"
         handler = getattr(self, f"_t_{name}", None)
-        if handler is None:
-            names = ", ".join(t["function"]["name"] for t in TOOL_SCHEMAS)
-            return f"error: unknown tool {name!r}; use one of {names}"
+        if handler is None or name not in _SCHEMAS:
+            return f"error: unknown tool {name!r}; use one of {', '.join(_SCHEMAS)}"
+        args, problem = _arguments(name, args)
+        if problem:
+            return f"error: bad arguments for {name}: {problem}"
+        path = str(args.get("path", ""))
         try:
             return str(await handler(**args))
         except EditRefused as exc:
             self.refused += 1
             await self.emit(events.EDIT_REFUSED, {"path": exc.path, "reason": exc.reason})
             return f"error: refused — {exc.reason}. Nothing was changed."
-        except TypeError as exc:
-            return f"error: bad arguments for {name}: {exc}"
-        except (FileNotFoundError, IsADirectoryError) as exc:
-            return f"error: no such file: {exc.args[-1] if exc.args else ''}"
-        except (OSError, re.error, ValueError) as exc:
+        except FileTooLarge as exc:
+            size, limit = human_size(exc.size), human_size(exc.limit)
+            return f"error: {exc.rel} is {size}; {name} works on files up to {limit}. Nothing was changed."
+        except FileNotFoundError:
+            return f"error: no such file: {path}"
+        except IsADirectoryError:
+            return f"error: {path} is a directory"
+        except NotADirectoryError:
+            return f"error: a part of {path} is a file, not a directory"
+        except OSError as exc:
+            return f"error: {path}: {exc.strerror or type(exc).__name__}"
+        except ValueError as exc:
             return f"error: {type(exc).__name__}: {exc}"
 
+    # -- the tools (file work in a thread: it blocks on the disk) -------------------------------------
+
     async def _t_list_files(self, path: str = "") -> str:
-        root = (
-            self.guard.root
-            if not path or path in (".", "/")
-            else self.guard.resolve(path, for_write=False)[0]
-        )
-        if not root.is_dir():
-            raise FileNotFoundError(path)
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for name in sorted(filenames):
-                found.append(str((Path(dirpath) / name).relative_to(self.guard.root)))
-                if len(found) >= LIST_MAX_ENTRIES:
-                    return "\n".join(found) + f"\n[listing stopped at {LIST_MAX_ENTRIES} files]"
-        return "\n".join(found) or "(no files)"
+        return await asyncio.to_thread(self._list_files, path)
 
     async def _t_read_file(
         self, path: str, start_line: int | None = None, end_line: int | None = None
     ) -> str:
-        text = self.guard.read(path)
-        if start_line or end_line:
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[max(0, (start_line or 1) - 1) : end_line or len(lines)])
-        if len(text) > READ_MAX_CHARS:
-            return text[:READ_MAX_CHARS] + "\n[truncated; read a line range for the rest]"
-        return text
+        return await asyncio.to_thread(self._read_file, path, start_line, end_line)
 
     async def _t_search(self, pattern: str, path: str = "") -> str:
-        regex = re.compile(pattern)
-        listing = await self._t_list_files(path)
-        hits: list[str] = []
-        for rel in listing.splitlines():
-            if rel.startswith("["):
-                continue
-            try:
-                text = self.guard.read(rel)
-            except (EditRefused, OSError):
-                continue
-            for number, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    hits.append(f"{rel}:{number}: {line[:200]}")
-                    if len(hits) >= SEARCH_MAX_HITS:
-                        return "\n".join(hits) + "\n[more matches not shown]"
-        return "\n".join(hits) or "no matches"
+        return await asyncio.to_thread(search_files, self.guard, pattern, path)
 
     async def _t_edit_file(self, path: str, old_text: str, new_text: str) -> str:
-        self.guard.resolve(path, for_write=True)  # refuse before revealing anything about the file
-        text = self.guard.read(path)
-        count = text.count(old_text) if old_text else 0
-        if count == 0:
-            return "error: old_text was not found in " + path + closest_match(text, old_text)
-        if count > 1:
-            return f"error: old_text occurs {count} times in {path}; include more lines so it is unique"
-        self.guard.write(path, text.replace(old_text, new_text, 1))
-        return f"edited {path}"
+        return await asyncio.to_thread(self._edit_file, path, old_text, new_text)
 
     async def _t_create_file(self, path: str, content: str) -> str:
-        rel = self.guard.write(path, content)
+        rel = await asyncio.to_thread(self.guard.write, path, content)
         return f"wrote {rel} ({len(content)} characters)"
 
     async def _t_delete_file(self, path: str) -> str:
-        return f"deleted {self.guard.delete(path)}"
+        return f"deleted {await asyncio.to_thread(self.guard.delete, path)}"
 
     async def _t_run_tests(self) -> str:
         result = await self._run_tests()
@@ -193,17 +167,63 @@ class ToolBox:
         await self._remember(kind, text.strip()[:2000])
         return "noted"
 
+    def _list_files(self, path: str) -> str:
+        found: list[str] = []
+        for entry in self.guard.walk(path, skip=SKIP_DIRS, limit=LIST_MAX_SCANNED):
+            if entry.kind == "truncated":
+                found.append(f"[listing stopped after {LIST_MAX_SCANNED:,} entries; list a subdirectory]")
+                break
+            if len(found) >= LIST_MAX_ENTRIES:
+                found.append(f"[listing stopped at {LIST_MAX_ENTRIES} files; list a subdirectory]")
+                break
+            suffix = {"link": f" -> {entry.target}", "other": " (not a regular file)"}.get(entry.kind, "")
+            found.append(entry.rel + suffix)
+        return "\n".join(found) or "(no files)"
 
-def closest_match(text: str, wanted: str) -> str:
-    """The span of `text` most like `wanted`, so the model can copy the real text."""
-    lines = text.splitlines()
-    size = max(1, len(wanted.splitlines()))
-    best, best_ratio = "", 0.0
-    for start in range(max(1, len(lines) - size + 1)):
-        window = "\n".join(lines[start : start + size])
-        ratio = difflib.SequenceMatcher(None, window, wanted).quick_ratio()
-        if ratio > best_ratio:
-            best, best_ratio = window, difflib.SequenceMatcher(None, window, wanted).ratio()
-    if not best or best_ratio < 0.3:
-        return ". No similar text found; read the file first."
-    return f". The closest text in the file is:\n{best}"
+    def _read_file(self, path: str, start_line: int | None, end_line: int | None) -> str:
+        with self.guard.open_file(path) as opened:
+            if is_binary(opened.file.read(8192)):
+                return f"{opened.rel} is a binary file ({human_size(opened.size)}); not shown"
+            opened.file.seek(0)
+            return read_range(opened.file, rel=opened.rel, size=opened.size, start=start_line, end=end_line)
+
+    def _edit_file(self, path: str, old_text: str, new_text: str) -> str:
+        self.guard.check(path)  # refuse before revealing anything about the file
+        with self.guard.open_file(path, for_write=True) as opened:
+            if opened.size > EDIT_MAX_BYTES:
+                raise FileTooLarge(opened.rel, opened.size, EDIT_MAX_BYTES)
+            raw = opened.file.read(EDIT_MAX_BYTES + 1)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"error: {path} is not UTF-8 text; edit_file would corrupt it"
+        if old_text and old_text not in text and "\r\n" in text and "\r\n" not in old_text:
+            # The model copied a CRLF file's lines without their \r: edit it in the file's own line endings.
+            old_text, new_text = old_text.replace("\n", "\r\n"), new_text.replace("\n", "\r\n")
+        if not old_text:
+            return "error: old_text is empty; to write a whole file use create_file"
+        count = text.count(old_text)
+        if count == 0:
+            return "error: old_text was not found in " + path + closest_match(text, old_text)
+        if count > 1:
+            return f"error: old_text occurs {count} times in {path}; include more lines so it is unique"
+        self.guard.write(path, text.replace(old_text, new_text, 1))
+        return f"edited {path}"
+
+
+def _arguments(name: str, args: Any) -> tuple[dict[str, Any], str]:
+    """`args` for the tool `name` without the optional ones given as null, and what is wrong with them by
+    the tool's schema ("" when nothing)."""
+    if not isinstance(args, dict):
+        return {}, "the arguments must be a JSON object"
+    schema = _SCHEMAS[name]
+    args = {key: value for key, value in args.items() if value is not None or key in schema["required"]}
+    problems = [f"{key} is missing" for key in schema["required"] if key not in args]
+    problems += [f"there is no argument {key!r}" for key in args if key not in schema["properties"]]
+    for key, value in args.items():
+        wanted = schema["properties"].get(key, {}).get("type")
+        if wanted == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+            problems.append(f"{key} must be an integer")
+        if wanted == "string" and not isinstance(value, str):
+            problems.append(f"{key} must be a string")
+    return args, "; ".join(problems)

@@ -12,9 +12,11 @@ from typing import Any
 from engine import events
 from engine.agents.briefing import gather_context, save_note
 from engine.agents.coder import StepBrief, code_step
+from engine.agents.instructions import Instruction, as_prompt, instruction_files
 from engine.agents.planner import Plan
 from engine.agents.rules import AgentRules
 from engine.agents.tools import ToolBox
+from engine.errors import ModelRefused
 from engine.llm.client import LLMClient
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
@@ -23,8 +25,9 @@ from engine.states import JobKind, StepState
 from engine.store.models import Job, utcnow
 from engine.views import StepView
 from engine.workspace.commands import TestResult, run_tests
-from engine.workspace.git import Worktree
+from engine.workspace.git import Worktree, git
 from engine.workspace.guard import EditGuard
+from engine.workspace.sandbox import CommandRunner
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,11 @@ class JobContext:
     llm: LLMClient
     rules: AgentRules
     config: RepoConfig
-    conventions: str
+    # The repository's instruction files for the job as a whole (a step may have a nearer AGENTS.md).
+    instructions: list[Instruction]
     test_command: str | None
+    # Where the repository's commands run; None: no sandbox could start, so they do not run.
+    runner: CommandRunner | None
     publisher: Publisher
     # The context engine's diagnostics on the job's row; only this run writes them, so they are kept here
     # and written with each context event instead of read back first.
@@ -47,11 +53,11 @@ class JobContext:
 
 async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
     run, job, step = jc.run, jc.job, plan.steps[index]
+    # A done step either committed (and the branch has its commit) or changed nothing.
     if (
         saved
         and saved.state == StepState.DONE
-        and saved.commit_sha
-        and await jc.tree.contains(saved.commit_sha)
+        and (saved.commit_sha is None or await jc.tree.contains(saved.commit_sha))
     ):
         log.info("step %d already done; skipping", index, extra={"job_id": job.id})
         return
@@ -68,6 +74,10 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
     context = await build_context(
         jc, query=f"{job.task}\n{step.title}\n{step.acceptance}", step_index=index, named=step.files
     )
+    # A nearer AGENTS.md governs the files this step is about (the convention): the coder is told that one.
+    told = instruction_files(jc.tree.path, step.files) if step.files else jc.instructions
+    if told != jc.instructions:
+        await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told], "step_index": index})
     guard = EditGuard(jc.tree.path, jc.config.protected_paths)
     last_test: list[TestResult] = []
 
@@ -92,31 +102,51 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
             StepBrief(index, step, plan, task_text(job), context),
             llm=jc.llm,
             rules=jc.rules,
-            conventions=jc.conventions,
+            conventions=as_prompt(told),
             tools=tools,
             run_tests=step_tests,
             check_cancel=run.check_cancel_recent,
             repair_rounds=run.settings.repair_rounds,
             max_turns=run.settings.coder_max_turns,
         )
-        sha = await jc.tree.commit(
-            f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}", sorted(guard.changed)
-        )
+        # Nothing to commit (no edit, every edit refused or undone): the step is done and says so; an empty
+        # commit would only clutter the PR.
+        changed = sorted(guard.changed)
+        sha = None
+        if changed and await _has_changes(jc.tree, changed):
+            message = f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}"
+            sha = await jc.tree.commit(message, changed)
     except Exception as exc:
-        # Whatever ends the step (a limit, a refusal, a git failure, a bug) ends it `failed`, never `running`.
+        # Whatever ends the step (a limit, a refusal, a git failure, a bug) ends it `failed` (`refused` for a
+        # refusal), never `running`.
         reason = getattr(exc, "reason", None) or f"internal error: {type(exc).__name__}: {exc}"
         test = last_test[0] if last_test else None
+        state = StepState.REFUSED if isinstance(exc, ModelRefused) else StepState.FAILED
         await run.store.save_step(
             job.id,
             index,
-            state=StepState.FAILED.value,
+            state=state.value,
             error=reason[:4000],
             refused_edits=tools.refused,
             test_passed=test.passed if test else None,
             finished_at=utcnow(),
         )
-        await run.emit(events.STEP_FINISHED, {"index": index, "state": "failed", "error": reason[:500]})
+        finished: dict[str, Any] = {"index": index, "state": state.value, "error": reason[:500]}
+        if isinstance(exc, ModelRefused):
+            finished["refusal"] = exc.refusal[:1000]
+        await run.emit(events.STEP_FINISHED, finished)
         raise
+    if sha is None:
+        await run.store.save_step(
+            job.id,
+            index,
+            state=StepState.DONE.value,
+            repair_rounds=outcome.repair_rounds,
+            refused_edits=tools.refused,
+            finished_at=utcnow(),
+        )
+        await run.emit(events.STEP_FINISHED, {"index": index, "state": "done", "no_changes": True})
+        return
     await run.store.save_step(
         job.id,
         index,
@@ -131,6 +161,13 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
     await jc.publisher.push(jc.tree)
     await jc.publisher.sync_pr(plan, ready=False)
     await run.emit(events.STEP_FINISHED, {"index": index, "state": "done", "commit_sha": sha})
+
+
+async def _has_changes(tree: Worktree, paths: list[str]) -> bool:
+    """Whether committing `paths` would change anything: an edit, a deletion, a new (even ignored) file."""
+    where = (f"--git-dir={tree.gitdir}", f"--work-tree={tree.path}")
+    listed = ("status", "--porcelain", "--ignored", "--untracked-files=all", "--", *paths)
+    return bool((await git(*where, *listed, cwd=tree.path)).strip())
 
 
 async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestResult | None:
@@ -161,12 +198,14 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
 
 async def _execute_tests(jc: JobContext) -> TestResult:
     settings = jc.run.settings
-    assert jc.test_command is not None
+    assert jc.test_command is not None and jc.runner is not None
     return await run_tests(
         jc.test_command,
         jc.tree.path,
-        timeout_seconds=settings.test_timeout_seconds,
-        max_bytes=settings.test_output_max_bytes,
+        runner=jc.runner,
+        settings=settings,
+        network=jc.config.network,
+        readonly=[jc.tree.mirror],  # the worktree's git metadata: `git status` works, nothing is written
         secrets=settings.secret_values(),
     )
 
@@ -181,6 +220,8 @@ async def build_context(jc: JobContext, *, query: str, step_index: int | None, n
         query=query,
         job_id=jc.job.id,
         named_files=named,
+        llm=jc.llm,
+        step_index=step_index,
     )
     diag = ctx.diagnostics
     summary: dict[str, Any] = {

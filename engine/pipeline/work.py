@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from engine import events
+from engine.agents.instructions import as_prompt, instruction_files
 from engine.agents.planner import Plan, make_plan
-from engine.agents.rules import AgentRules, load_agent_rules, repo_conventions
-from engine.errors import JobStopped, LimitReached, PermanentFailure, TransientFailure
+from engine.agents.rules import AgentRules, load_agent_rules
+from engine.errors import JobStopped, LimitReached, ModelRefused, PermanentFailure, TransientFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.client import LLMClient
 from engine.pipeline.jobrun import JobRun
@@ -24,8 +25,9 @@ from engine.ports import GitRemote
 from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from engine.store.models import Job, JobKind, StepState
 from engine.store.reads import job_view
-from engine.workspace.commands import detect_test_command
+from engine.workspace.commands import command_runner, detect_test_command
 from engine.workspace.git import Workspace, branch_name
+from engine.workspace.sandbox import CommandRunner, SandboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ async def run_pipeline(run: JobRun) -> None:
         job_id=job.id,
         repo=job.repo,
         guard=BudgetGuard(store, settings, job.id, budget_cap_usd=config.budget_usd),
-        check_cancel=run.check_cancel,
         record_cost=run.record_llm_call,
     )
     publisher = Publisher(run, host, repo=job.repo, branch=branch, base=base)
@@ -74,12 +75,11 @@ async def _work(
 ) -> None:
     branch, base = publisher.branch, publisher.base
     async with workspace.worktree(mirror, job.id, branch=branch, base=base, remote=remote) as tree:
-        conventions = repo_conventions(tree.path)
-        agents_md = (
-            (tree.path / "AGENTS.md").read_text(errors="replace")
-            if (tree.path / "AGENTS.md").is_file()
-            else None
-        )
+        told = instruction_files(tree.path)
+        await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told]})
+        agents_md = next((i.text for i in told if i.path == "AGENTS.md"), None)
+        test_command = config.test_command or detect_test_command(tree.path, agents_md)
+        runner = await _sandbox(run, config, test_command)
         jc = JobContext(
             run=run,
             job=job,
@@ -87,8 +87,9 @@ async def _work(
             llm=llm,
             rules=rules,
             config=config,
-            conventions=conventions,
-            test_command=config.test_command or detect_test_command(tree.path, agents_md),
+            instructions=told,
+            test_command=test_command if runner is not None else None,
+            runner=runner,
             publisher=publisher,
             diagnostics=list(job.context_diagnostics or []),
         )
@@ -103,17 +104,43 @@ async def _work(
             )
             for index in range(len(plan.steps)):
                 await run_step(jc, plan, index, saved.get(index))
-        except LimitReached as exc:
-            await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
+        except (LimitReached, ModelRefused) as exc:
+            if isinstance(exc, LimitReached):
+                await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
+                note = f"Stopped early by the {exc.limit} limit: {exc.reason}"
+            else:
+                note = f"Stopped early: {exc.reason}"
             if plan is not None and await _committed_steps(jc):
                 # Keep what is done: the branch is pushed already; the PR stays a draft and says why.
-                await publisher.sync_pr(
-                    plan, ready=False, note=f"Stopped early by the {exc.limit} limit: {exc.reason}"
-                )
+                await publisher.sync_pr(plan, ready=False, note=note)
             raise
         await run.set_phase("publishing")
+        if job.kind != JobKind.REVISE.value and not await _committed_steps(jc):
+            # Every step changed nothing: there is no branch to push and no pull request to open.
+            log.info("no step changed anything; nothing to publish", extra={"job_id": job.id})
+            return
         await publisher.push(tree)
         await publisher.sync_pr(plan, ready=True)
+
+
+async def _sandbox(run: JobRun, config: RepoConfig, test_command: str | None) -> CommandRunner | None:
+    """The runner for the repository's commands, recorded on the job (the check run, Slack and the job
+    page show it); None when no sandbox can start: the job goes on without running them, and says so."""
+    try:
+        runner: CommandRunner | None = command_runner(run.settings)
+        problem = None
+    except SandboxUnavailable as exc:
+        runner, problem = None, f"tests not run: no sandbox — {exc}"
+        log.warning("%s", problem, extra={"job_id": run.job_id})
+    sandbox: dict[str, Any] = {
+        "runner": runner.name if runner else None,
+        "network": bool(runner and config.network),
+        "test_command": test_command,
+    }
+    if problem and test_command:
+        sandbox["problem"] = problem
+    await run.emit(events.SANDBOX, sandbox, fields={"sandbox": sandbox})
+    return runner
 
 
 async def _plan(jc: JobContext) -> tuple[Plan, bool]:
@@ -123,7 +150,9 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
         return Plan.model_validate(job.plan), False
     await jc.run.set_phase("planning", unless_cancelled=True)
     context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
-    plan = await make_plan(jc.llm, jc.rules, conventions=jc.conventions, task=task_text(job), context=context)
+    plan = await make_plan(
+        jc.llm, jc.rules, conventions=as_prompt(jc.instructions), task=task_text(job), context=context
+    )
     data = plan.model_dump()
     steps = {
         i: {"title": s.title, "rationale": s.rationale, "acceptance": s.acceptance, "files": s.files}

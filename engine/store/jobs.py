@@ -134,6 +134,7 @@ class JobStore(CostLedger, JobReads):
             "max_minutes": request.max_minutes or self.defaults.max_minutes,
             "last_seq": 1,
             "context_diagnostics": [],
+            "sandbox": {},
         }
 
     @staticmethod

@@ -141,6 +141,13 @@ def cost_view(entry: CostEntry) -> CostView:
         usd=entry.usd,
         latency_ms=entry.latency_ms,
         created_at=entry.created_at,
+        tokens_cached=entry.tokens_cached or 0,
+        tokens_reasoning=entry.tokens_reasoning or 0,
+        checked_usd=entry.checked_usd,
+        billed_on=entry.billed_on,
+        outcome=entry.outcome,
+        note=entry.note,
+        attempt=entry.attempt,
     )
 
 
@@ -179,6 +186,7 @@ def job_view(job: Job, steps: list[Step], events: list[JobEvent], costs: list[Co
         pr_url=job.pr_url,
         head_sha=job.head_sha,
         context_diagnostics=list(job.context_diagnostics or []),
+        sandbox=dict(job.sandbox or {}),
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,

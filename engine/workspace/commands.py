@@ -1,20 +1,26 @@
-"""Running a repository's tests: which command, in the worktree, bounded in time and output, no secrets."""
+"""Running a repository's commands (its tests): which command, in the sandbox, bounded, with no secrets.
+
+The runner comes from SANDBOX (engine/workspace/sandbox.py): bubblewrap by default, and when bubblewrap
+cannot start, no runner at all (SandboxUnavailable): the job goes on without running the repository's code
+and says so. `SANDBOX=none` is the operator's explicit choice to run it unsandboxed.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import json
-import os
 import re
-import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.I)
-SECRET_NAMES = {"DATABASE_URL", "REDIS_URL"}
-SECRET_PREFIXES = ("OPENAI_", "GITHUB_", "SLACK_")
+from engine.redact import redact
+from engine.settings import Settings
+from engine.workspace.sandbox import CommandRunner, Limits, SandboxUnavailable, make_runner, sandbox_env
+
+__all__ = [
+    "TestResult", "command_runner", "detect_test_command", "hidden_paths", "run_tests", "sandbox_status",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,25 +30,43 @@ class TestResult:
     exit_code: int | None
     output: str  # the tail, bounded
     timed_out: bool = False
+    reason: str | None = None  # why autodev stopped the command (time, memory, processes, output)
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def safe_environment(environ: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
-    """`environ` without anything that looks like a credential or holds a known secret value."""
-    values = [s for s in secrets if s]
-    env: dict[str, str] = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        if SECRET_NAME.search(upper) or upper in SECRET_NAMES or upper.startswith(SECRET_PREFIXES):
-            continue
-        if any(v in value for v in values):
-            continue
-        env[name] = value
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["CI"] = "true"
-    return env
+def hidden_paths(settings: Settings) -> list[Path]:
+    """What no mount of the sandbox may hold: autodev's data, its working copies, its key and .env."""
+    paths = [settings.data_dir, Path.cwd() / ".env"]
+    if settings.workspace_dir is not None:
+        paths.append(settings.workspace_dir)
+    key = settings.github_private_key.get_secret_value() if settings.github_private_key else ""
+    if key and "-----BEGIN" not in key:
+        paths.append(Path(key).expanduser().absolute())
+    return paths
+
+
+def command_runner(settings: Settings) -> CommandRunner:
+    """The runner for this process's settings, made once; SandboxUnavailable when none can start."""
+    hidden, exposed = tuple(hidden_paths(settings)), tuple(settings.sandbox_readonly_paths)
+    return _runner(settings.sandbox, settings.bwrap_path, hidden, exposed)
+
+
+def sandbox_status(settings: Settings) -> dict[str, str | None]:
+    """For the home page and /readyz: which runner the repository's commands get, and what is wrong."""
+    try:
+        runner = command_runner(settings)
+    except SandboxUnavailable as exc:
+        return {"runner": None, "problem": f"the repository's commands do not run: {exc}"}
+    if runner.name == "none":
+        return {"runner": "none", "problem": "the repository's commands run without a sandbox (SANDBOX=none)"}
+    return {"runner": runner.name, "problem": None}
+
+
+@functools.cache
+def _runner(mode: str, bwrap: str, hidden: tuple[Path, ...], exposed: tuple[Path, ...]) -> CommandRunner:
+    return make_runner(mode, bwrap=bwrap, hidden=hidden, exposed=exposed)
 
 
 def detect_test_command(worktree: Path, agents_md: str | None = None) -> str | None:
@@ -75,50 +99,29 @@ async def run_tests(
     command: str,
     worktree: Path,
     *,
-    timeout_seconds: float,
-    max_bytes: int,
+    runner: CommandRunner,
+    settings: Settings,
+    network: bool = False,
+    readonly: Sequence[Path] = (),
     secrets: Iterable[str] = (),
 ) -> TestResult:
-    """Run `command` in a shell in `worktree`; the whole process group is killed on timeout."""
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        cwd=worktree,
-        env=safe_environment(os.environ, secrets),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
+    """Run `command` in a shell in `worktree` through `runner`; nothing it started outlives it."""
+    exposed_bins = [str(p / "bin") for p in settings.sandbox_readonly_paths if (p / "bin").is_dir()]
+    env = sandbox_env()
+    env["PATH"] = ":".join([*exposed_bins, env["PATH"]])
+    limits = Limits(
+        timeout_s=settings.test_timeout_seconds,
+        memory_bytes=settings.test_memory_mb * 1024 * 1024,
+        max_processes=settings.test_max_processes,
+        output_bytes=settings.test_output_max_bytes,
     )
-    tail = bytearray()
-
-    async def pump() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            tail.extend(chunk)
-            if len(tail) > max_bytes:
-                del tail[: len(tail) - max_bytes]
-
-    timed_out = False
-    try:
-        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout_seconds)
-    except TimeoutError:
-        timed_out = True
-    finally:
-        if proc.returncode is None:
-            _kill_group(proc.pid)
-            await proc.wait()
-    text = tail.decode("utf-8", errors="replace")
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    if timed_out:
-        text += f"\n[autodev: the test command was stopped after {timeout_seconds:g} seconds]"
-    code = proc.returncode
+    result = await runner.run(command, worktree, env=env, network=network, limits=limits, readonly=readonly)
+    text = redact(result.output, secrets)
     return TestResult(
-        command, passed=code == 0 and not timed_out, exit_code=code, output=text, timed_out=timed_out
+        command,
+        passed=result.exit_code == 0 and not result.timed_out,
+        exit_code=result.exit_code,
+        output=text,
+        timed_out=result.timed_out,
+        reason=result.reason,
     )
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)

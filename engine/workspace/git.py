@@ -144,9 +144,12 @@ class Worktree:
         return True
 
     async def commit(self, message: str, paths: list[str]) -> str:
-        """One commit of exactly `paths` (what the sandbox wrote); empty when nothing changed."""
+        """One commit of exactly `paths` (what the edit guard wrote); empty when nothing changed."""
         if paths:
-            await self._git("add", "-A", "--", *paths)
+            # Not `git add`: it fails on a path that is gone and was never tracked (a file the model made and
+            # removed in one step) and on an ignored one the model wrote; update-index stages exactly what
+            # is on disk: new and changed files added, missing ones removed (or skipped when untracked).
+            await self._git("update-index", "--add", "--remove", "--replace", "--", *paths)
         name, email = AUTHOR
         await self._git(
             "-c", f"user.name={name}", "-c", f"user.email={email}",

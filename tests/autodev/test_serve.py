@@ -10,9 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 import pytest
+
+from tests.conftest import BWRAP_PROBLEM
 
 
 def free_port() -> int:
@@ -85,7 +88,11 @@ def test_serve_starts_with_no_credentials_and_ctrl_c_leaves_no_process_behind(
     )
 
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "checks": {"database": {"ok": True}, "redis": {"ok": True}}}
+    body = ready.json()
+    assert body.pop("sandbox") == (
+        {"runner": "bwrap", "problem": None} if BWRAP_PROBLEM is None else {"runner": None, "problem": ANY}
+    )
+    assert body == {"ready": True, "checks": {"database": {"ok": True}, "redis": {"ok": True}}}
     assert (data / "autodev.db").exists()
     assert (data / "redis" / "redis.sock").exists()
     assert home.status_code == 200

@@ -44,6 +44,8 @@ def worker_env(settings: Any) -> dict[str, str]:
         "GITHUB_APP_SLUG": settings.github_app_slug,
         "OPENAI_BASE_URL": settings.openai_base_url,
         "OPENAI_API_KEY": settings.openai_api_key.get_secret_value(),
+        "SANDBOX": settings.sandbox,
+        "SANDBOX_READONLY_PATHS": ":".join(str(p) for p in settings.sandbox_readonly_paths),
     }
     return env
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -24,23 +23,22 @@ from tests.conftest import make_settings
 from tests.support.fake_github import FakeGitHub
 from tests.support.recording_queue import RecordingQueue as RecordingQueue
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora" / "github-webhooks" / "examples"
+# GitHub's own example deliveries and their JSON schemas (octokit/webhooks, MIT; see its README there).
+WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "github-webhooks"
 SECRET = "webhook-secret-for-tests"
 INSTALLATION = 77
+INSTALLATION_NODE_ID = "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="
 REPO = "Codertocat/Hello-World"
 
 
 def payload(event: str, name: str) -> dict[str, Any]:
-    """A real example payload from the corpus (skips where the corpus is absent)."""
-    path = CORPUS / event / name
-    if not path.exists():
-        pytest.skip(f"webhook corpus not found at {CORPUS} (it lives in the shared workspace)")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return copy.deepcopy(data)
+    """A real example delivery from tests/fixtures (its schema is beside it, under schemas/)."""
+    data: dict[str, Any] = json.loads((WEBHOOKS / "examples" / event / name).read_text())
+    return data
 
 
 def as_app_delivery(data: dict[str, Any], sender: str = "alice", sender_type: str = "User") -> dict[str, Any]:
-    data["installation"] = {"id": INSTALLATION}
+    data["installation"] = {"id": INSTALLATION, "node_id": INSTALLATION_NODE_ID}
     data["sender"] = {**data.get("sender", {}), "login": sender, "type": sender_type}
     return data
 

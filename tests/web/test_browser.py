@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,10 +15,7 @@ from tests.web.conftest import make_app, running_job
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture
@@ -38,19 +34,6 @@ async def server(store: JobStore, settings: Settings) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    if not HAVE_CHROMIUM:
-        pytest.skip("Chromium is not installed (apt-get install chromium); the browser test needs it")
-    playwright_api = pytest.importorskip(
-        "playwright.async_api", reason="Playwright for Python is not installed"
-    )
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        await browser.close()
 
 
 async def test_a_running_jobs_step_turns_done_without_a_reload(

@@ -9,7 +9,16 @@ from engine.store.jobs import JobStore
 from engine.store.models import JobState
 from engine.views import JobView
 from engine.workspace.local_host import LocalCodeHost
-from tests.engine.conftest import RecordingHost, branch_log, git, llm_settings, plan, run, submit
+from tests.engine.conftest import (
+    RecordingHost,
+    branch_log,
+    git,
+    llm_settings,
+    make_project,
+    plan,
+    run,
+    submit,
+)
 from tests.support.fake_llm import FakeLLM
 
 SUBTRACT = "def subtract(a, b):\n    return a - b\n"
@@ -173,9 +182,42 @@ async def test_a_secret_is_absent_from_the_test_environment_and_from_every_promp
     assert await run(job_id, settings, store, LocalCodeHost(project)) is JobState.FAILED
 
     sent = llm.all_prompt_text()
-    assert "HARMLESS_SETTING" in sent, "the environment dump did reach the prompt"
+    assert "PYTHONDONTWRITEBYTECODE" in sent, "the environment dump did reach the prompt"
+    # The command's environment is an allow-list: even a harmless variable of the worker's is not in it.
+    assert "HARMLESS_SETTING" not in sent
     assert "tok-worker-secret-42" not in sent and "DEPLOY_TOKEN" not in sent
     assert "sk-test-key-0123456789" not in sent and "[redacted]" in sent
     view = await store.view(job_id)
     assert "still fails its tests" in (view.failure_reason or "")
     assert "tok-worker-secret-42" not in (view.failure_reason or "")
+
+
+async def test_the_planner_and_coder_are_told_the_repository_s_instruction_files_and_the_job_lists_them(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM
+) -> None:
+    """Besides AGENTS.md and CONTRIBUTING.md, the files peers' users write (CLAUDE.md, Copilot's, Cursor's),
+    with the AGENTS.md nearest to a step's files governing that step."""
+    project = make_project(tmp_path / "project", extra={
+        "AGENTS.md": "Root rule: keep functions short.", "CLAUDE.md": "Claude rule: no print().",
+        "web/AGENTS.md": "Web rule: use tabs.", "web/app.js": "",
+    })  # fmt: skip
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(project), str(remote))
+    settings = llm_settings(tmp_path, database_url, llm)
+    llm.reply_json(plan("Change the web app", files=["web/app.js"]))
+    llm.reply_tool_calls(("create_file", {"path": "web/app.js", "content": "let x\n"}))
+    llm.reply_text("Done.")
+    job_id = await submit(store)
+
+    assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
+
+    planner_prompt, coder_prompt = (r["messages"][0]["content"] for r in llm.requests[:2])
+    assert "Root rule" in planner_prompt and "Claude rule" in planner_prompt
+    assert "Web rule" not in planner_prompt
+    assert "Web rule" in coder_prompt and "Claude rule" in coder_prompt and "Root rule" not in coder_prompt
+    told = [e.data for e in (await store.view(job_id)).events if e.type == "instructions"]
+    assert [[f["path"] for f in t["files"]] for t in told] == [
+        ["AGENTS.md", "CLAUDE.md"],
+        ["web/AGENTS.md", "CLAUDE.md"],
+    ]
+    assert told[1]["step_index"] == 0

@@ -14,7 +14,7 @@ from engine.repo_config import parse_repo_config
 from engine.store.jobs import JobStore
 from engine.store.models import JobState
 from engine.workspace import git as workspace_module
-from engine.workspace.commands import detect_test_command, run_tests, safe_environment
+from engine.workspace.commands import command_runner, detect_test_command, run_tests
 from engine.workspace.git import Workspace, branch_name
 from tests.conftest import make_settings
 from tests.engine.conftest import (
@@ -123,29 +123,44 @@ async def test_git_errors_never_show_the_auth_header(
 
 
 async def test_the_test_runner_keeps_the_tail_and_stops_at_the_timeout(tmp_path: Path) -> None:
-    loud = f"{sys.executable} -c \"print('x' * 5000); print('END')\""
-    result = await run_tests(loud, tmp_path, timeout_seconds=30, max_bytes=100)
-    assert result.passed and result.output.endswith("END\n") and len(result.output) <= 100
-    slow = await run_tests("sleep 30", tmp_path, timeout_seconds=0.5, max_bytes=1000)
-    assert not slow.passed and slow.timed_out and "stopped after 0.5 seconds" in slow.output
+    settings = make_settings(tmp_path, test_output_max_bytes=100, test_timeout_seconds=30)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    loud = f"{sys.executable} -c \"print('x' * 1000); print('END')\""
+    result = await run_tests(loud, repo, runner=command_runner(settings), settings=settings)
+    assert result.passed and "END\n" in result.output and len(result.output) <= 200
+    assert result.reason == "output over 100 bytes, kept the last 100"
+    settings = make_settings(tmp_path, test_timeout_seconds=0.5)
+    slow = await run_tests("sleep 30", repo, runner=command_runner(settings), settings=settings)
+    assert not slow.passed and slow.timed_out and "stopped after 0.5 s: timed out" in slow.output
 
 
-def test_the_test_environment_has_no_secrets() -> None:
-    env = safe_environment(
-        {
-            "PATH": "/bin",
-            "GITHUB_TOKEN": "a",
-            "AWS_SECRET_ACCESS_KEY": "b",
-            "DATABASE_URL": "c",
-            "REDIS_URL": "d",
-            "OPENAI_BASE_URL": "e",
-            "SLACK_X": "f",
-            "DB_PASSWORD": "g",
-            "INNOCENT": "has sk-live-secret inside",
-        },
-        secrets=["sk-live-secret"],
-    )
-    assert set(env) == {"PATH", "PYTHONDONTWRITEBYTECODE", "CI"}
+async def test_the_test_command_sees_no_secret_of_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"GITHUB_TOKEN": "ghs_a1", "AWS_SECRET_ACCESS_KEY": "b2", "DATABASE_URL": "c3",
+                        "DB_PASSWORD": "g7", "INNOCENT": "has sk-live-secret inside"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    settings = make_settings(tmp_path, sandbox_readonly_paths=[])  # autodev's venv shown to nothing
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    result = await run_tests("env", repo, runner=command_runner(settings), settings=settings)
+
+    names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
+    assert names <= {
+        "PATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "CI",
+        "LANG",
+        "LC_ALL",
+        "HOME",
+        "TMPDIR",
+        "PWD",
+        "SHLVL",
+        "_",
+    }
+    assert str(Path(sys.prefix) / "bin") not in result.output.split("PATH=")[1].split()[0].split(":")
 
 
 def test_the_test_command_is_detected_from_the_repository(tmp_path: Path) -> None:
