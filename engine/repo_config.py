@@ -11,6 +11,15 @@ from engine.errors import PermanentFailure
 CONFIG_PATH = ".github/autodev.yml"
 
 
+class ContextConfig(BaseModel):
+    """What the context engine ranks: `exclude` globs are never shown, `include` globs rank as source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list)
+
+
 class RepoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -22,6 +31,7 @@ class RepoConfig(BaseModel):
     protected_paths: list[str] = Field(default_factory=list)
     # Whether the repository's commands may use the network (its tests need it); off by default.
     network: bool = False
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
     @field_validator("protected_paths", mode="before")
     @classmethod

@@ -55,7 +55,12 @@ async def gather_context(
     try:
         engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
         pack = await engine.build(
-            repo_dir=worktree, repo=repo, query=query, budget_tokens=budget, job_id=job_id
+            repo_dir=worktree,
+            repo=repo,
+            query=query,
+            budget_tokens=budget,
+            job_id=job_id,
+            named=named_files or (),
         )
     except JobCancelled:
         raise  # a cancel seen by an embeddings request's guard stops the job, not just the context
