@@ -143,3 +143,32 @@ async def test_the_page_lists_what_the_job_was_told(client: httpx.AsyncClient, s
     assert "What this job was told" in page
     assert "For the whole job" in page and "<code>AGENTS.md</code> (120 characters)" in page
     assert "For step 2" in page and "<code>web/&lt;AGENTS&gt;.md</code> (4000 characters, cut to fit)" in page
+
+
+async def test_the_page_shows_the_setup_its_commands_and_its_log(
+    client: httpx.AsyncClient, store: JobStore
+) -> None:
+    made = await submit(store)
+    setup = {
+        "status": "failed", "source": ".github/autodev.yml", "network": True, "seconds": 4.2,
+        "commands": ["pip install -e .[test]", "npm ci"], "notes": ["step 1: skipped, `uses: x`"],
+        "reason": "exit code 1", "tail": "Collecting <nosuchlib>\nERROR: No matching distribution",
+    }  # fmt: skip
+    await store.update(made.id, sandbox={"runner": "bwrap", "network": False, "setup": setup})
+
+    page = (await client.get(made.url)).text
+
+    assert 'data-setup="failed"' in page and "failed: exit code 1, with network" in page
+    assert '<pre class="text">pip install -e .[test]</pre>' in page and "npm ci" in page
+    assert "step 1: skipped" in page and "The tests then run without network" in page
+    assert '<details id="setup-log" open>' in page and "Collecting &lt;nosuchlib&gt;" in page
+    assert "setup failed (exit code 1), so the tests did not run" in page  # the notice
+
+    await store.update(
+        made.id, sandbox={"runner": "bwrap", "network": False, "setup": {**setup, "status": "reused"}}
+    )
+    page = (await client.get(made.url)).text
+    assert (
+        "reused: prepared by an earlier job, with network" in page
+        and "this job reused the environment" in page
+    )
