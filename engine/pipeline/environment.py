@@ -1,9 +1,13 @@
-"""A job's prepared environment: the repository's setup, before the first test run and again when the
-lockfiles change, reused across jobs (engine/workspace/envs.py); each outcome is an event and on the job.
+"""A job's prepared environment: the repository's setup, run before the first test run, reused across jobs
+(engine/workspace/envs.py); its outcome is an event and on the job.
+
+The environment is built from the job's base branch as it was when the job started, in a checkout of its
+own, never from the worktree: what the model writes (a new dependency, a changed setup script) never runs with
+setup's network. So it is settled once per job, and a job that adds a dependency tests against the base's
+environment; the next job after the merge installs it.
 
 A setup that fails ends the job's test rounds: the round's result is the setup's log with the reason, and
-the step fails with it (SetupFailed). The coder's own `run_tests` tool gets the same result as an answer, so
-that a model that broke the lockfile can mend it; the same key is not set up twice in one job.
+the step fails with it (SetupFailed); the coder's own `run_tests` tool gets the same result as its answer.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from engine.workspace.envs import EnvCache, SetupOutcome
 from engine.workspace.git import Worktree
 from engine.workspace.sandbox import CommandRunner
 from engine.workspace.setup import find_setup
+from engine.workspace.snapshot import base_files
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +62,35 @@ class JobEnvironment:
     ) -> None:
         self.run, self.tree, self.config, self.sandbox = run, tree, config, sandbox
         self.cache = EnvCache(run.settings, runner, repo, run.job_id)
-        self.current: SetupOutcome | None = None
-        self.failed: dict[str, SetupOutcome] = {}
-        self.told_skipped = False
+        self.outcome: SetupOutcome | None = None
+        self.settled = False
 
     async def ready(self) -> RunOptions | None:
-        """The options the tests run with (None: the repository has no setup); SetupFailed when it fails."""
-        plan = find_setup(self.tree.path, self.config)
-        if plan is None or not plan.commands:
-            if plan is not None and not self.told_skipped:  # a setup file with nothing autodev can run
-                self.told_skipped = True
-                await self._record({"status": "skipped", "network": False, **plan.summary()})
+        """The options the tests run with (None: the repository has no setup); SetupFailed when it failed."""
+        if not self.settled:
+            self.outcome = await self._prepare()
+            self.settled = True
+        if self.outcome is None:
             return None
-        key = self.cache.key(plan, self.tree.path)
-        if self.current is not None and self.current.key == key:
-            return self.current.options
-        if key in self.failed:
-            raise SetupFailed(self.failed[key])
+        if not self.outcome.ok:
+            raise SetupFailed(self.outcome)
+        return self.outcome.options
+
+    async def _prepare(self) -> SetupOutcome | None:
+        files = await base_files(self.tree.mirror, f"origin/{self.tree.base}")
+        plan = find_setup(files, self.config)
+        if plan is None:
+            return None
+        if not plan.commands:  # a setup file with nothing autodev can run: say what was skipped
+            await self._record({"status": "skipped", "network": False, **plan.summary()})
+            return None
+        key = self.cache.key(plan, files)
         if not self.cache.is_ready(key):
             await self.run.emit(events.SETUP, {"status": "running", "network": True, **plan.summary()})
-        outcome = await self.cache.prepare(plan, self.tree.path, key)
+        outcome = await self.cache.prepare(plan, files, key, mirror=self.tree.mirror, worktree=self.tree.path)
         log.info("setup %s (%s)", outcome.status, outcome.key, extra={"job_id": self.run.job_id})
         await self._record(outcome.summary())
-        if not outcome.ok:
-            self.failed[key] = outcome
-            raise SetupFailed(outcome)
-        self.current = outcome
-        return outcome.options
+        return outcome
 
     async def _record(self, summary: dict[str, Any]) -> None:
         """The `setup` event, and the job's sandbox record (the job page, check run and Slack read it)."""

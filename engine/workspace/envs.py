@@ -1,10 +1,11 @@
 """Prepared environments: the repository's setup run once per lockfile change, reused by later jobs.
 
 An environment is a directory `<workspace>/envs/<repo>/<key>`, the key a hash of the setup commands, the
-lockfiles and the toolchains (engine/workspace/setup.py). The sandbox shows it at ENV_MOUNT, read-write while
-setup runs (with network) and read-only to the tests (without, unless the repository allows it), and shows the
-worktree at WORKTREE_MOUNT/<name>, the same path in every job, so what setup wrote (a venv's scripts, an
-editable install's path) holds for the next job too. In it:
+base commit's lockfiles and the toolchains (engine/workspace/setup.py). Setup runs in a checkout of that
+commit (engine/workspace/snapshot.py), with network; the tests run in the job's worktree without it (unless
+the repository allows it). The sandbox shows the environment at ENV_MOUNT, read-write to setup and read-only
+to the tests, and shows both the checkout and the worktree at WORKTREE_MOUNT/<name>, the same path for every
+job, so what setup wrote (a venv's scripts, an editable install's path) holds for each of them. In it:
 
 - `venv/`: a Python virtualenv made before the setup commands, first on PATH with VIRTUAL_ENV set, so that
   `pip install -e .[test]` and then `python -m pytest` work without the repository knowing;
@@ -17,7 +18,8 @@ An environment is built in a temporary directory beside it and renamed into plac
 last, so no job sees half of one. A lock file per key: the builder holds it exclusively, every job using the
 environment holds it shared until the job ends, and eviction (the oldest beyond KEEP_PER_REPO per repository)
 takes only what it can lock exclusively without waiting. Without a sandbox (SANDBOX=none) nothing can be shown
-at a fixed path: the environment is the job's own, built at its real path and removed after the job.
+at a fixed path: the environment is the job's own, built at its real path from the job's worktree and removed
+after the job (nothing is isolated then anyway).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import shutil
 import time
 import uuid
@@ -41,7 +42,8 @@ from typing import IO, Any
 from engine.settings import Settings
 from engine.workspace.commands import RunOptions, command_env, redact
 from engine.workspace.sandbox import CommandRunner, Limits, Mount
-from engine.workspace.setup import SetupPlan, fingerprint
+from engine.workspace.setup import BaseFiles, SetupPlan, fingerprint, setup_script
+from engine.workspace.snapshot import checkout
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +104,22 @@ class EnvCache:
     def worktree_at(self) -> Path | None:
         return WORKTREE_MOUNT / _slug(self.repo.rsplit("/", 1)[-1]) if self.cached else None
 
-    def key(self, plan: SetupPlan, worktree: Path) -> str:
+    def key(self, plan: SetupPlan, files: BaseFiles) -> str:
         extra = (FORMAT, self.runner.name, str(self.worktree_at), command_env(self.settings)["PATH"])
-        return fingerprint(worktree, plan, *extra)
+        return fingerprint(files, plan, *extra)
 
     def is_ready(self, key: str) -> bool:
         """Whether an environment for `key` is ready (a hint: prepare() decides under its lock)."""
         return self.cached and (self.root / key / MARKER).is_file()
 
-    async def prepare(self, plan: SetupPlan, worktree: Path, key: str) -> SetupOutcome:
-        """The environment for `key`: reused when one is ready, else built by running `plan` now."""
+    async def prepare(
+        self, plan: SetupPlan, files: BaseFiles, key: str, *, mirror: Path, worktree: Path
+    ) -> SetupOutcome:
+        """The environment for `key`: reused when one is ready, else built now by running `plan` in a
+        checkout of `files.commit` (with SANDBOX=none: in `worktree`, for this job alone)."""
+        node = "package.json" in files.blobs
         if not self.cached:
-            return await self._prepare_own(plan, worktree, key)
+            return await self._prepare_own(plan, worktree, key, node)
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / key
         async with _process_lock(final):
@@ -125,7 +131,7 @@ class EnvCache:
                     fcntl.flock(handle, fcntl.LOCK_UN)
                     await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
                     if not (final / MARKER).is_file():
-                        outcome = await self._build(plan, worktree, key, final)
+                        outcome = await self._build(plan, files, key, mirror, node)
                         if not outcome.ok:
                             handle.close()
                             return outcome
@@ -143,17 +149,22 @@ class EnvCache:
             await asyncio.to_thread(self._evict, keep=key)
         return SetupOutcome(
             "ran" if built else "reused", key, plan, marker.get("log", ""), marker.get("seconds", 0.0),
-            options=self._options(final, worktree, writable=False),
+            options=self._options(final, node, writable=False),
         )  # fmt: skip
 
-    async def _build(self, plan: SetupPlan, worktree: Path, key: str, final: Path) -> SetupOutcome:
-        """Run the setup into a new directory; rename it to `final` with its marker only when it succeeded."""
-        # A builder of this key that died left its directory (we hold the key's lock).
-        for stale in await asyncio.to_thread(lambda: list(self.root.glob(f".build-{key}-*"))):
+    async def _build(
+        self, plan: SetupPlan, files: BaseFiles, key: str, mirror: Path, node: bool
+    ) -> SetupOutcome:
+        """Run the setup into a new directory; rename it into place with its marker only when it succeeded."""
+        # A builder of this key that died left its directories (we hold the key's lock).
+        for stale in await asyncio.to_thread(lambda: list(self.root.glob(f".*-{key}-*"))):
             await _remove(stale)
-        building = self.root / f".build-{key}-{uuid.uuid4().hex[:8]}"
+        building, final = self.root / f".build-{key}-{uuid.uuid4().hex[:8]}", self.root / key
         try:
-            outcome = await self._run(plan, worktree, key, building)
+            async with checkout(
+                mirror, files.commit, self.root / f".src-{key}-{uuid.uuid4().hex[:8]}"
+            ) as source:
+                outcome = await self._run(plan, source, key, building, node, readonly=[mirror])
             if outcome.ok:
                 _seal(building, outcome)
                 await _remove(final)  # were it there, without a marker: not an environment
@@ -162,20 +173,28 @@ class EnvCache:
         finally:
             await _remove(building)
 
-    async def _prepare_own(self, plan: SetupPlan, worktree: Path, key: str) -> SetupOutcome:
+    async def _prepare_own(self, plan: SetupPlan, worktree: Path, key: str, node: bool) -> SetupOutcome:
         await self.close()
         own = self.root / f"job-{self.job_id}"
         await _remove(own)
         self._own = own
-        outcome = await self._run(plan, worktree, key, own)
+        outcome = await self._run(plan, worktree, key, own, node)
         if outcome.ok:
-            outcome.options = self._options(own, worktree, writable=False)
+            outcome.options = self._options(own, node, writable=False)
         return outcome
 
-    async def _run(self, plan: SetupPlan, worktree: Path, key: str, env_dir: Path) -> SetupOutcome:
+    async def _run(
+        self,
+        plan: SetupPlan,
+        workdir: Path,
+        key: str,
+        env_dir: Path,
+        node: bool,
+        readonly: Sequence[Path] = (),
+    ) -> SetupOutcome:
         for part in ("npm-cache", "go", "cargo", "bundle", *(["node_modules"] if self.cached else [])):
             (env_dir / part).mkdir(parents=True, exist_ok=True)
-        options = self._options(env_dir, worktree, writable=True)
+        options = self._options(env_dir, node, writable=True)
         settings = self.settings
         limits = Limits(
             timeout_s=settings.setup_timeout_seconds,
@@ -185,8 +204,8 @@ class EnvCache:
         )
         started = time.monotonic()
         result = await self.runner.run(
-            setup_script(plan, options.variables["VIRTUAL_ENV"]), worktree,
-            env=command_env(settings, options), network=True, limits=limits,
+            setup_script(plan, options.variables["VIRTUAL_ENV"]), workdir,
+            env=command_env(settings, options), network=True, limits=limits, readonly=readonly,
             mounts=options.mounts, workdir_at=options.workdir_at,
         )  # fmt: skip
         seconds = time.monotonic() - started
@@ -196,14 +215,14 @@ class EnvCache:
         reason = result.reason or f"exit code {result.exit_code}"
         return SetupOutcome("failed", key, plan, output, seconds, reason=reason)
 
-    def _options(self, env_dir: Path, worktree: Path, *, writable: bool) -> RunOptions:
+    def _options(self, env_dir: Path, node: bool, *, writable: bool) -> RunOptions:
         """How a command sees the environment: mounted at ENV_MOUNT (cached) or at its own path."""
         seen = ENV_MOUNT if self.cached else env_dir
         mounts: list[Mount] = []
         if self.cached:
             assert self.worktree_at is not None
             mounts.append(Mount(env_dir, ENV_MOUNT, writable=writable))
-            if (worktree / "package.json").is_file():
+            if node:
                 modules = self.worktree_at / "node_modules"
                 mounts.append(Mount(env_dir / "node_modules", modules, writable=writable))
                 if not writable:
@@ -246,28 +265,6 @@ class EnvCache:
             self._own = None
 
 
-def setup_script(plan: SetupPlan, venv: str) -> str:
-    """One shell script: make the venv, then each command in its own bash (sh without bash) from the
-    worktree, stopping at the first that fails and saying which."""
-    total = len(plan.commands)
-    lines = [
-        "shell=$(command -v bash || echo sh)",
-        "if command -v python3 >/dev/null 2>&1; then",
-        f"  printf '%s\\n' {shlex.quote(f'+ python3 -m venv {venv}')}",
-        f"  python3 -m venv {shlex.quote(venv)} ||",
-        "    { echo '[autodev: could not make the virtualenv]'; exit 1; }",
-        "fi",
-    ]
-    for number, command in enumerate(plan.commands, 1):
-        shown = "\n".join(f"+ {line}" for line in command.splitlines())
-        lines += [
-            f"printf '%s\\n' {shlex.quote(shown)}",
-            f'"$shell" -e -c {shlex.quote(command)} || {{ code=$?; '
-            f'echo "[autodev: setup command {number} of {total} exited with $code]"; exit $code; }}',
-        ]
-    return "\n".join(lines)
-
-
 def _seal(env_dir: Path, outcome: SetupOutcome) -> None:
     """The marker, written last: from here on the environment is reused."""
     modules = env_dir / "node_modules"
@@ -298,4 +295,4 @@ async def _process_lock(path: Path) -> AsyncIterator[None]:
         yield
 
 
-__all__: Sequence[str] = ["ENV_MOUNT", "WORKTREE_MOUNT", "EnvCache", "SetupOutcome", "setup_script"]
+__all__: Sequence[str] = ["ENV_MOUNT", "WORKTREE_MOUNT", "EnvCache", "SetupOutcome"]

@@ -5,17 +5,18 @@ In order: `setup:` in `.github/autodev.yml` (`setup: []` turns setup off); else 
 steps, steps with an `if:`, a `${{ … }}` expression or a non-POSIX shell are skipped, and the plan says so);
 else `.openhands/setup.sh` (OpenHands'), run with sh.
 
-The worktree is the repository's, so an attacker's: every file is read only when it is a regular file inside
-the worktree (a symlink to the worker's `.env` or to `/dev/zero` is not followed), and only so much of it.
+Both are read from the commit the environment is built from, the job's base (engine/workspace/snapshot.py),
+never from the worktree: what the model writes during a job never runs with setup's network.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.repo_config import CONFIG_PATH, RepoConfig
@@ -23,8 +24,8 @@ from engine.repo_config import CONFIG_PATH, RepoConfig
 COPILOT_PATH = ".github/workflows/copilot-setup-steps.yml"
 COPILOT_JOB = "copilot-setup-steps"
 OPENHANDS_PATH = ".openhands/setup.sh"
+SETUP_FILES = (COPILOT_PATH, OPENHANDS_PATH)
 MAX_READ_BYTES = 1 << 20  # a setup file bigger than this is not read
-MAX_HASHED_BYTES = 64 << 20  # a lockfile bigger than this counts by its size alone
 # The files whose change means the dependencies changed: lockfiles and the manifests they come from.
 LOCKFILES = (
     "pyproject.toml", "setup.py", "setup.cfg", "poetry.lock", "uv.lock", "pdm.lock", "Pipfile",
@@ -32,9 +33,19 @@ LOCKFILES = (
     "pnpm-lock.yaml", "bun.lockb", "go.mod", "go.sum", "Cargo.toml", "Cargo.lock", "Gemfile",
     "Gemfile.lock", "composer.json", "composer.lock", ".python-version", ".nvmrc", ".tool-versions",
 )  # fmt: skip
-LOCKFILE_GLOBS = ("requirements*.txt", "requirements/*.txt", "constraints*.txt")
+LOCKFILE_PATTERNS = ("requirements*.txt", "requirements/*.txt", "constraints*.txt")
+LOCKFILE_DIRS = ("requirements",)  # beyond the top level, where LOCKFILE_PATTERNS look
 SHELLS = {None, "bash", "sh"}
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class BaseFiles:
+    """What setup depends on in the commit an environment is built from."""
+
+    commit: str
+    blobs: Mapping[str, str]  # dependency and setup files (regular files only) → their git blob ids
+    texts: Mapping[str, str]  # the setup files' text (when not over MAX_READ_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +58,19 @@ class SetupPlan:
         return {"source": self.source, "commands": list(self.commands), "notes": list(self.notes)}
 
 
-def read_inside(worktree: Path, relative: str, limit: int = MAX_READ_BYTES) -> bytes | None:
-    """The file's bytes when it is a regular file inside the worktree of at most `limit` bytes, else None."""
-    root = worktree.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
-    return data if len(data) <= limit else None
+def is_lockfile(path: str) -> bool:
+    return path in LOCKFILES or any(fnmatch.fnmatchcase(path, p) for p in LOCKFILE_PATTERNS)
 
 
-def find_setup(worktree: Path, config: RepoConfig) -> SetupPlan | None:
+def find_setup(files: BaseFiles, config: RepoConfig) -> SetupPlan | None:
     """The repository's setup, or None when it has none."""
     if config.setup is not None:
         return SetupPlan(CONFIG_PATH, tuple(config.setup)) if config.setup else None
-    workflow = read_inside(worktree, COPILOT_PATH)
-    if workflow is not None:
-        return copilot_setup(workflow.decode(errors="replace"))
-    if read_inside(worktree, OPENHANDS_PATH) is not None:
+    if COPILOT_PATH in files.blobs:
+        if COPILOT_PATH not in files.texts:
+            return SetupPlan(COPILOT_PATH, (), (f"not read: over {MAX_READ_BYTES} bytes",))
+        return copilot_setup(files.texts[COPILOT_PATH])
+    if OPENHANDS_PATH in files.blobs:
         return SetupPlan(OPENHANDS_PATH, (f"sh {OPENHANDS_PATH}",))
     return None
 
@@ -97,21 +102,16 @@ def copilot_setup(text: str) -> SetupPlan:
 def _step_command(step: dict[str, Any]) -> tuple[str | None, str]:
     """The shell text of a `run:` step, or None and why autodev does not run it."""
     if "uses" in step:
-        return (
-            None,
-            f"`uses: {step['uses']}` (autodev runs only `run:` steps; the sandbox's toolchains stand in)",
-        )
+        why = "autodev runs only `run:` steps; the sandbox's toolchains stand in"
+        return None, f"`uses: {step['uses']}` ({why})"
     run = step.get("run")
     if not isinstance(run, str) or not run.strip():
         return None, "no `run:`"
     if "if" in step:
         return None, f"it has a condition (`if: {step['if']}`) autodev does not evaluate"
     env = step.get("env") or {}
-    values = [
-        run,
-        str(step.get("working-directory", "")),
-        *map(str, env.values() if isinstance(env, dict) else []),
-    ]
+    values = [run, str(step.get("working-directory", ""))]
+    values += [str(v) for v in env.values()] if isinstance(env, dict) else []
     if any("${{" in v for v in values):
         return None, "it uses a `${{ … }}` expression (secrets and contexts are not available)"
     shell = step.get("shell")
@@ -125,24 +125,34 @@ def _step_command(step: dict[str, Any]) -> tuple[str | None, str]:
     return "\n".join([*lines, run.strip()]), ""
 
 
-def lockfiles(worktree: Path) -> list[str]:
-    """The lockfiles and manifests the worktree has (relative paths, sorted)."""
-    root = worktree.resolve()
-    found = {name for name in LOCKFILES if (root / name).is_file()}
-    for pattern in LOCKFILE_GLOBS:
-        found.update(str(p.relative_to(root)) for p in root.glob(pattern) if p.is_file())
-    return sorted(found)
-
-
-def fingerprint(worktree: Path, plan: SetupPlan, *extra: str) -> str:
-    """What the prepared environment depends on: the setup commands, the lockfiles' contents, `extra`."""
+def fingerprint(files: BaseFiles, plan: SetupPlan, *extra: str) -> str:
+    """What a prepared environment depends on: the setup, the lockfiles' and setup files' contents, `extra`
+    (the toolchains). Not the commit: a change elsewhere in the repository keeps the environment."""
     digest = hashlib.sha256()
     for part in (plan.source, *plan.commands, *extra):
         digest.update(b"\0" + part.encode())
-    if plan.source == OPENHANDS_PATH:
-        digest.update(b"\0script\0" + (read_inside(worktree, OPENHANDS_PATH) or b""))
-    for name in lockfiles(worktree):
-        data = read_inside(worktree, name, MAX_HASHED_BYTES)
-        content = hashlib.sha256(data).hexdigest() if data is not None else "unread"
-        digest.update(f"\0{name}\0{content}".encode())
+    for path in sorted(files.blobs):
+        digest.update(f"\0{path}\0{files.blobs[path]}".encode())
     return digest.hexdigest()[:20]
+
+
+def setup_script(plan: SetupPlan, venv: str) -> str:
+    """One shell script: make the venv, then each command in its own bash (sh without bash) from the
+    worktree, stopping at the first that fails and saying which."""
+    total = len(plan.commands)
+    lines = [
+        "shell=$(command -v bash || echo sh)",
+        "if command -v python3 >/dev/null 2>&1; then",
+        f"  printf '%s\\n' {shlex.quote(f'+ python3 -m venv {venv}')}",
+        f"  python3 -m venv {shlex.quote(venv)} ||",
+        "    { echo '[autodev: could not make the virtualenv]'; exit 1; }",
+        "fi",
+    ]
+    for number, command in enumerate(plan.commands, 1):
+        shown = "\n".join(f"+ {line}" for line in command.splitlines())
+        lines += [
+            f"printf '%s\\n' {shlex.quote(shown)}",
+            f'"$shell" -e -c {shlex.quote(command)} || {{ code=$?; '
+            f'echo "[autodev: setup command {number} of {total} exited with $code]"; exit $code; }}',
+        ]
+    return "\n".join(lines)

@@ -208,3 +208,25 @@ async def test_copilot_setup_steps_and_openhands_setup_sh_are_the_setup_when_aut
             "step 1: skipped, `uses: actions/checkout@v4` (autodev runs only `run:` steps; the sandbox's "
             "toolchains stand in)"
         ]
+
+
+async def test_a_dependency_the_model_adds_is_not_installed_setup_runs_only_the_base_s_lockfiles(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, index: tuple[str, list[str]]
+) -> None:
+    """The model's edits never run with setup's network: the tests get the base branch's environment."""
+    url, requested = index
+    remote = setup_project(tmp_path, url, {}, "setup: pip install -r requirements.txt\n")
+    settings = llm_settings(tmp_path, database_url, llm)
+    llm.reply_json(plan("Upgrade greetlib"))
+    edit = {"path": "requirements.txt", "old_text": "greetlib==1.0", "new_text": "greetlib==1.1"}
+    llm.reply_tool_calls(("edit_file", edit))
+    llm.reply_tool_calls(("run_tests", {}))
+    llm.reply_text("Upgraded.")
+    job_id = await submit(store)
+
+    assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
+
+    view = await store.view(job_id)
+    assert [s["status"] for s in setups(view)] == ["running", "ran"]  # once, before the tool's test run
+    assert not any("greetlib-1.1" in path for path in requested)
+    assert "+greetlib==1.1" in (view.steps[0].diff or "")
