@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,32 @@ def create_app(runtime: Runtime) -> FastAPI:
             return PlainTextResponse("not found", status_code=404)
         return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
 
+    metrics_token = (
+        runtime.settings.metrics_token.get_secret_value() if runtime.settings.metrics_token else ""
+    )
+
     @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if metrics_token and not _bearer_matches(request, metrics_token):
+            return Response(
+                "a bearer token is needed (METRICS_TOKEN)\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                media_type="text/plain",
+            )
+        # This process's webhook counts are stored first: what a scrape shows, no later scrape can lose.
+        await runtime.github.deliveries.flush()
         body = await metrics.render(runtime.store, runtime.queue)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.include_router(runtime.slack.router)
     app.include_router(job_pages(runtime.store, runtime.settings, runtime.queue))
     return app
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), token.encode())
 
 
 async def _check(awaitable: Any) -> dict[str, Any]:

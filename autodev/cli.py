@@ -65,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from autodev.cmd_context import add_parsers as add_context_parsers
+    from autodev.cmd_eval import add_parser as add_eval_parser
     from autodev.cmd_run import add_parser as add_run_parser
 
     add_run_parser(commands)
     add_context_parsers(commands)
+    add_eval_parser(commands)
     return parser
 
 

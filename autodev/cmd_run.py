@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from engine import events
+from engine.llm.money import usd
 from engine.settings import Settings
 from engine.views import JobEventView, JobView
 
@@ -107,7 +108,7 @@ class Progress:
         line = self.describe(view, event)
         if line:
             elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:6.1f}s ${view.cost_usd:.4f}] {line}", file=self.out, flush=True)
+            print(f"[{elapsed:6.1f}s {usd(view.cost_usd)}] {line}", file=self.out, flush=True)
 
     @staticmethod
     def describe(view: JobView, event: JobEventView) -> str | None:
@@ -154,7 +155,7 @@ def _print_summary(view: JobView) -> None:
             print("     " + step.error.splitlines()[0][:200])
     print(
         f"\ntokens: {view.tokens_in:,} in, {view.tokens_out:,} out; {view.requests} LLM calls; "
-        f"${view.cost_usd:.4f}"
+        f"{usd(view.cost_usd)}"
     )
     print(f"state: {view.state.value}" + (f" — {view.failure_reason}" if view.failure_reason else ""))
     if view.branch and view.steps_done:

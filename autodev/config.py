@@ -26,7 +26,9 @@ def load_settings(**overrides: Any) -> Settings:
             given = error.get("input")
             secret = isinstance(given, dict) or name.endswith(("KEY", "SECRET", "TOKEN"))
             shown = "" if secret else f" (got {given!r})"
-            lines.append(f"autodev: invalid setting {name}: {error['msg']}{shown}")
+            # pydantic starts a validator's refusal with "Value error, ", which tells the operator nothing.
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"autodev: invalid setting {name}: {message}{shown}")
         raise SettingsError("\n".join(lines)) from None
 
 

@@ -1,11 +1,12 @@
 """Context engine benchmark on a real repository: this machine's Python standard library in a git repo.
 
-    uv run python bench/context_bench.py [--files 3500] [--queries 50] [--budget 24000]
+    uv run python bench/context_bench.py [--files 3500] [--queries 50] [--budget 24000] [--no-git]
 
 Copies the standard library's .py files (site-packages after it, in sorted order, until --files is
 reached: the standard library alone has fewer than 3,000), commits them to a git repository in a temp dir,
 then measures the cold index time, warm query times (median, p95), peak RSS, and checks every assembled
-prompt against its budget. Prints one JSON object.
+prompt against its budget. With --no-git the copy stays a plain folder (the index is then cached by the
+files' content hash). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ QUERIES = [
 ]
 
 
-def copy_corpus(target: Path, wanted: int) -> int:
+def copy_corpus(target: Path, wanted: int, git: bool = True) -> int:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     site = stdlib / "site-packages"
     sources = sorted(
@@ -70,6 +71,8 @@ def copy_corpus(target: Path, wanted: int) -> int:
         relative = source.relative_to(stdlib)
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target / relative)
+    if not git:
+        return min(wanted, len(sources))
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench"}
     env["GIT_COMMITTER_EMAIL"] = "b@x"
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "corpus"]):
@@ -85,7 +88,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as temp:
         repo = Path(temp) / "repo"
         repo.mkdir()
-        files = copy_corpus(repo, args.files)
+        files = copy_corpus(repo, args.files, git=not args.no_git)
         engine = ContextEngine(Path(temp) / "cache")
         started = time.perf_counter()
         index, how = await engine.index(repo, "bench/stdlib")
@@ -106,12 +109,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             over_budget += pack.tokens > args.budget
         times.sort()
         cache_bytes = sum(
-            p.stat().st_size for p in IndexCache(Path(temp) / "cache").folder("bench/stdlib").iterdir()
+            p.stat().st_size for p in IndexCache(Path(temp) / "cache").folder("bench/stdlib").rglob("*.json")
         )
         return {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
             "python": sys.version.split()[0],
-            "rank_bm25": version("rank-bm25"),
             "numpy": version("numpy"),
             "files_copied": files,
             "files_indexed": len(index.files),
@@ -136,6 +138,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=3500)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--budget", type=int, default=24_000)
+    parser.add_argument("--no-git", action="store_true", help="index a plain folder, not a git repository")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
     return 1 if result["packs_over_budget"] else 0

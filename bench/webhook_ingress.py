@@ -424,7 +424,7 @@ class Target:
 PROFILE_RULES: list[tuple[str, str, str, str | None]] = [
     ("logging", "", "logging/__init__.py", None),
     ("logging", "", "autodev/logs.py", None),
-    ("metrics (prometheus counter)", "", "prometheus_client/", None),
+    ("metrics (delivery tally)", "", "github_app/tally.py", None),
     ("read body", "read_limited", "github_app/webhooks.py", None),
     ("signature (HMAC)", "verify", "githubkit/webhooks/", None),
     ("JSON parse of the body", "loads", "json/__init__.py", "handle"),

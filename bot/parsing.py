@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.llm.money import usd
+
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:#(?P<issue>\d+))?$")
 OPTION_RE = re.compile(r"(?:^|\s)--(?P<name>budget|base)(?:=|\s+)(?P<value>\S+)")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
@@ -112,7 +114,7 @@ def _budget(raw: str, max_budget_usd: float) -> float:
     except ValueError:
         raise CommandError(f"`--budget {raw}` is not a number of dollars, e.g. `--budget 2.50`.") from None
     if not 0 < value <= max_budget_usd:
-        raise CommandError(f"`--budget` must be more than $0 and at most ${max_budget_usd:.2f}.")
+        raise CommandError(f"`--budget` must be more than $0 and at most {usd(max_budget_usd)}.")
     return value
 
 

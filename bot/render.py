@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+from engine.llm.money import usd
 from engine.settings import Settings
 from engine.store.models import JobState
 from engine.views import JobView
@@ -23,6 +24,13 @@ _ICONS = {
     JobState.SUCCEEDED: ":white_check_mark:",
     JobState.FAILED: ":x:",
     JobState.CANCELLED: ":no_entry_sign:",
+}
+# The states a step ends in; each gets a thread reply.
+STEP_ICONS = {
+    "done": ":white_check_mark:",
+    "failed": ":x:",
+    "skipped": ":fast_forward:",
+    "refused": ":no_entry:",
 }
 
 
@@ -47,7 +55,7 @@ def who_asked(view: JobView) -> str:
 
 def status_line(view: JobView) -> str:
     icon = _ICONS.get(view.state, "")
-    cost = f"${view.cost_usd:.2f} of ${view.budget_usd:.2f}"
+    cost = f"{usd(view.cost_usd)} of {usd(view.budget_usd)}"
     if view.state is JobState.SUCCEEDED:
         pr = f" — <{view.pr_url}|PR #{view.pr_number}>" if view.pr_url else ""
         return f"{icon} *Succeeded*{pr} · {cost}"
@@ -120,7 +128,7 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
         replies.append(("sandbox", f":warning: {escape(view.sandbox_notice)}"))
     total = len(view.steps) or len(steps)
     for step in view.steps:
-        if step.state not in ("done", "failed", "skipped"):
+        if step.state not in STEP_ICONS:
             continue
         replies.append((f"step:{step.index}:{step.state}", _step_text(view, step.index, total)))
     if view.terminal:
@@ -130,10 +138,12 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
 
 def _step_text(view: JobView, index: int, total: int) -> str:
     step = next(s for s in view.steps if s.index == index)
-    icon = {"done": ":white_check_mark:", "failed": ":x:", "skipped": ":fast_forward:"}[step.state]
+    icon = STEP_ICONS.get(step.state, ":grey_question:")
     text = f"{icon} Step {index + 1}/{total} {step.state}: {escape(step.title)}"
     if step.commit_sha:
         text += f" (`{step.commit_sha[:7]}`)"
+    elif step.state == "done":
+        text += " (no changes)"
     if step.test_passed is not None:
         command = f" `{escape(step.test_command)}`" if step.test_command else ""
         verdict = "passed" if step.test_passed else "failed"
@@ -141,12 +151,12 @@ def _step_text(view: JobView, index: int, total: int) -> str:
         text += f"\n:test_tube: Tests{command} {verdict}{rounds}"
     if step.error:
         text += f"\n> {escape(step.error[:300])}"
-    return text + f"\n:moneybag: ${view.cost_usd:.2f} so far of ${view.budget_usd:.2f}"
+    return text + f"\n:moneybag: {usd(view.cost_usd)} so far of {usd(view.budget_usd)}"
 
 
 def _final_text(view: JobView, settings: Settings) -> str:
     mention = f"<@{view.requester}> " if view.trigger == "slack" else ""
-    cost = f"${view.cost_usd:.2f} spent, {view.requests} LLM calls"
+    cost = f"{usd(view.cost_usd)} spent, {view.requests} LLM requests"
     if view.state is JobState.SUCCEEDED:
         if view.pr_url:
             return f":tada: {mention}PR ready: <{view.pr_url}|#{view.pr_number}> ({cost})"

@@ -29,6 +29,18 @@ class PermanentFailure(JobStopped):
     """Retrying cannot help (bad credentials, unknown model, tests that stay red, malformed config)."""
 
 
+class ModelRefused(PermanentFailure):
+    """The model refused the request (`message.refusal`): asking again will not change its mind.
+
+    `refusal` holds the model's own words; `reason` says who refused what, for the job's end."""
+
+    def __init__(self, reason: str, *, refusal: str, role: str, model: str) -> None:
+        super().__init__(reason)
+        self.refusal = refusal
+        self.role = role
+        self.model = model
+
+
 class TransientFailure(Exception):
     """Retrying later may help (a service down or rate limited past our own retries)."""
 

@@ -8,9 +8,15 @@ Each event is a row (seq, type, data). Types and their data:
 - resumed        {attempt}                                 a retried run picks up from its last checkpoint
 - plan           {steps: [{title, rationale, acceptance, files}]}
 - step_started   {index, title}
-- step_finished  {index, state, commit_sha?, error?}       state: done | failed | skipped
+- step_finished  {index, state, commit_sha?, no_changes?, error?, refusal?}
+                                                           state: done | failed | skipped | refused;
+                                                           a done step that changed nothing has no commit
+                                                           and no_changes: true; refusal: the model's words
 - tests          {index, command, passed, round, tail}     tail: the last lines of the output
-- llm_call       {role, model, tokens_in, tokens_out, usd, latency_ms, step_index}
+- llm_call       {role, model, tokens_in, tokens_out, tokens_cached, tokens_reasoning, usd, checked_usd,
+                  billed_on, outcome, attempt, latency_ms, step_index, usage_note?, refusal?}
+                                                           one per request that left (each retry is one);
+                                                           usd: billed, checked_usd: the guard's worst case
 - edit_refused   {path, reason}
 - note           {kind, text}                              a memory note the coder wrote
 - pushed         {branch, head_sha}

@@ -14,6 +14,15 @@ from engine.errors import PermanentFailure
 CONFIG_PATH = ".github/autodev.yml"
 
 
+class ContextConfig(BaseModel):
+    """What the context engine ranks: `exclude` globs are never shown, `include` globs rank as source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list)
+
+
 class RepoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,6 +34,7 @@ class RepoConfig(BaseModel):
     protected_paths: list[str] = Field(default_factory=list)
     # Whether the repository's tests may use the network; off by default (setup always has it).
     network: bool = False
+    context: ContextConfig = Field(default_factory=ContextConfig)
     # Commands that prepare the environment the tests run in (install dependencies), run once per change of
     # the lockfiles. None: none given here, so .github/workflows/copilot-setup-steps.yml or
     # .openhands/setup.sh are looked for; [] turns setup off.

@@ -6,6 +6,7 @@ is the only place that builds it, once, and hands it to the others.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,7 +14,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from engine.redact import pem_secrets, url_secrets
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/autodev.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -86,6 +90,8 @@ class Settings(BaseSettings):
 
     # Operators (the /jobs list); unset: the list is closed.
     operator_token: SecretStr | None = None
+    # A bearer token /metrics asks for; unset: /metrics is open to whoever reaches the port.
+    metrics_token: SecretStr | None = None
 
     # Spending caps on top of the per-job budget; unset: no cap.
     daily_budget_usd: float | None = Field(default=None, gt=0)
@@ -150,6 +156,14 @@ class Settings(BaseSettings):
             raise ValueError("use redis://host:port/db, rediss://… or unix:///path/to/socket")
         return value or None
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @property
     def github_configured(self) -> bool:
         return bool(self.github_app_id and self.github_private_key and self.github_webhook_secret)
@@ -172,7 +186,9 @@ class Settings(BaseSettings):
         return Path(raw).expanduser().read_text()
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so logs and workspaces can be scrubbed of them."""
+        """Every configured secret, so logs and workspaces can be scrubbed of them: the credentials, the
+        passwords in the URLs (DATABASE_URL, REDIS_URL, …) and the App key's text even when
+        GITHUB_PRIVATE_KEY is a path to it."""
         values = [
             s.get_secret_value()
             for s in (
@@ -183,7 +199,13 @@ class Settings(BaseSettings):
                 self.slack_app_token,
                 self.openai_api_key,
                 self.operator_token,
+                self.metrics_token,
             )
             if s is not None
         ]
+        values += url_secrets(
+            self.database_url, self.redis_url, self.openai_base_url, self.github_api_url, self.slack_api_url
+        )
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # a missing key file is reported elsewhere
+            values += pem_secrets(self.github_private_key_pem())
         return [v for v in values if len(v) >= 6]

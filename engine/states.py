@@ -32,3 +32,4 @@ class StepState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    REFUSED = "refused"  # the model refused the step (its words are the step's error)

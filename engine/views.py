@@ -48,6 +48,18 @@ class CostView:
     usd: float
     latency_ms: int
     created_at: datetime
+    tokens_cached: int = 0
+    tokens_reasoning: int = 0
+    checked_usd: float | None = None  # the worst case the budget guard checked before the request left
+    billed_on: str | None = None  # usage | worst case | not billed
+    outcome: str | None = None
+    note: str | None = None
+    attempt: int | None = None
+
+    @property
+    def over_checked(self) -> bool:
+        """Billed more than was checked: the prompt cost more than estimated (the next check sees it)."""
+        return self.checked_usd is not None and self.usd > self.checked_usd + 1e-12
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from github_app.client import GitHubApi
 from github_app.code_host import GitHubCodeHost
 from github_app.reporter import GitHubReporter
 from github_app.setup import setup_router
+from github_app.tally import DeliveryTally
 from github_app.triggers import Triggers
 from github_app.webhooks import webhook_router
 
@@ -46,8 +47,10 @@ class GitHubApp:
             log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
         self.triggers = triggers
         self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
+        # Deliveries by event and answer, for /metrics (autodev_webhook_requests_total).
+        self.deliveries = DeliveryTally(store.sessions)
         self.router = APIRouter()
-        self.router.include_router(webhook_router(settings, store, triggers))
+        self.router.include_router(webhook_router(settings, store, triggers, self.deliveries))
         self.router.include_router(setup_router(settings))
 
     def reporter_for(self, view: JobView) -> Reporter | None:
@@ -64,6 +67,7 @@ class GitHubApp:
         return GitHubCodeHost(self.api, view.installation_id)
 
     async def aclose(self) -> None:
+        await self.deliveries.aclose()
         if self.triggers is not None:
             await self.triggers.intake.aclose()
         if self.reporter is not None:

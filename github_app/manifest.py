@@ -13,7 +13,12 @@ import yaml
 
 from engine.settings import Settings
 
-APP_YML = Path(__file__).resolve().parent.parent / "app.yml"
+# At the repository's root (Probot's convention); a built wheel carries it beside this module.
+APP_YML = next(
+    (p for p in (Path(__file__).with_name("app.yml"), Path(__file__).resolve().parents[1] / "app.yml")
+     if p.is_file()),
+    Path(__file__).resolve().parents[1] / "app.yml",
+)  # fmt: skip
 
 # What autodev does with each permission and event; which ones it asks for is app.yml's to say.
 PERMISSION_USES = {
@@ -21,6 +26,7 @@ PERMISSION_USES = {
     "pull_requests": "open and update its pull requests",
     "issues": "read issues, comment on them and react to the comments that trigger it",
     "checks": "show each job as a check run, with a Cancel button",
+    "actions": "read the results of GitHub Actions runs on its pull requests",
     "metadata": "read the repository's basic data (every App has it)",
 }
 EVENT_USES = {
@@ -28,6 +34,8 @@ EVENT_USES = {
     "issue_comment": "@-mentions in comments: implement, revise, cancel, retry, help",
     "pull_request_review": "“Request changes” on a pull request autodev opened revises it",
     "check_run": "Cancel and Re-run on autodev's check runs",
+    "check_suite": "CI results on autodev's pull requests (counted; acted on by a later release)",
+    "workflow_run": "Actions results on autodev's pull requests (counted; acted on by a later release)",
 }
 # Names that resolve only on a local network or the machine itself.
 LOCAL_SUFFIXES = (".localhost", ".local", ".lan", ".internal", ".home.arpa", ".localdomain")
@@ -41,19 +49,24 @@ def load_manifest(path: Path = APP_YML) -> dict[str, Any]:
     return data
 
 
+def events(path: Path = APP_YML) -> list[str]:
+    return list(load_manifest(path).get("default_events", []))
+
+
+def permissions(path: Path = APP_YML) -> dict[str, str]:
+    return dict(load_manifest(path)["default_permissions"])
+
+
 def manifest(settings: Settings, path: Path = APP_YML) -> dict[str, Any]:
-    """app.yml with this deployment's URLs, for GitHub's manifest flow (App names are unique on GitHub)."""
+    """app.yml as written, with this deployment's URLs and a name of its own (App names are global)."""
     base = load_manifest(path)
     public = settings.public_url.rstrip("/")
     return {
+        **base,
         "name": f"{base.get('name', 'autodev')}-{secrets.token_hex(3)}",
-        "description": base.get("description", ""),
         "url": public,
-        "hook_attributes": {"url": webhook_url(settings), "active": True},
+        "hook_attributes": {**base.get("hook_attributes", {}), "url": webhook_url(settings), "active": True},
         "redirect_url": f"{public}/github/setup/callback",
-        "public": bool(base.get("public", False)),
-        "default_permissions": dict(base["default_permissions"]),
-        "default_events": list(base.get("default_events", [])),
     }
 
 

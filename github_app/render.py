@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from engine.llm.money import usd
 from engine.store.models import JobState
-from engine.views import JobView
+from engine.views import JobView, StepView
 
-MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️"}
+MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️", "refused": "🚫"}
 COMMENT_MARKER = "<!-- autodev:job -->"
 
 
@@ -16,7 +17,7 @@ def job_url(public_url: str, view: JobView) -> str:
 def checklist(view: JobView) -> str:
     """The plan as a checklist with each step's state; the plan event's steps until steps are saved."""
     if view.steps:
-        rows = [(s.title, s.state) for s in view.steps]
+        rows = [(s.title + _step_note(s), s.state) for s in view.steps]
     else:
         planned = (view.plan or {}).get("steps") or []
         rows = [(str(s.get("title", f"Step {i + 1}")), "pending") for i, s in enumerate(planned)]
@@ -29,8 +30,16 @@ def checklist(view: JobView) -> str:
     return "\n".join(lines)
 
 
+def _step_note(step: StepView) -> str:
+    if step.state == "done" and not step.commit_sha:
+        return " (no changes)"
+    if step.state == "refused" and step.error:
+        return f" — {step.error[:300]}"
+    return ""
+
+
 def cost_line(view: JobView) -> str:
-    return f"${view.cost_usd:.2f} of ${view.budget_usd:.2f} budget, {view.requests} LLM calls"
+    return f"{usd(view.cost_usd)} of {usd(view.budget_usd)} budget, {view.requests} LLM requests"
 
 
 def status_line(view: JobView) -> str:
@@ -43,7 +52,7 @@ def status_line(view: JobView) -> str:
 
 def check_title(view: JobView) -> str:
     done = f"{view.steps_done}/{len(view.steps)} steps" if view.steps else "planning"
-    return f"{status_line(view)} · {done} · ${view.cost_usd:.2f}"[:200]
+    return f"{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
 
 
 def check_summary(view: JobView, public_url: str) -> str:

@@ -11,23 +11,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from githubkit.exception import RequestFailed
 from githubkit.webhooks import verify
-from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import logctx
 from engine.settings import Settings
 from engine.store.jobs import JobStore
+from github_app import manifest
 from github_app.client import GitHubUnavailable
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, InstallationReposEvent
+from github_app.tally import DeliveryTally
 from github_app.triggers import Outcome, Triggers, ignored
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_REQUESTS = Counter(
-    "autodev_webhook_requests", "GitHub webhook deliveries by event and HTTP status", ["event", "status"]
-)
+# The events that reach a Triggers method of the same name. app.yml subscribes to these (and to those the
+# next work will handle); installation* events reach every App unasked and are recorded below.
+HANDLED_EVENTS = ("issues", "issue_comment", "pull_request_review", "check_run")
 
 
 class BodyTooLarge(Exception):
@@ -63,25 +64,23 @@ def refused_payload(name: str, exc: ValidationError) -> JSONResponse:
     return answer(400, error=f"{name} payload is missing fields autodev needs")
 
 
-def webhook_router(settings: Settings, store: JobStore, triggers: Triggers | None) -> APIRouter:
+def webhook_router(
+    settings: Settings, store: JobStore, triggers: Triggers | None, deliveries: DeliveryTally
+) -> APIRouter:
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
     handlers: dict[str, Callable[[Any, str], Awaitable[Outcome]]] = {}
     if triggers is not None:
-        handlers = {
-            "issues": triggers.issues,
-            "issue_comment": triggers.issue_comment,
-            "pull_request_review": triggers.pull_request_review,
-            "check_run": triggers.check_run,
-        }
+        handlers = {name: getattr(triggers, name) for name in HANDLED_EVENTS}
+    # Only names we know become label values: the header arrives before the signature is checked.
+    known = frozenset(EVENT_MODELS) | {"ping", *manifest.events()}
 
     async def github_webhook(request: Request) -> JSONResponse:
         name = request.headers.get("x-github-event", "")
         with logctx.bind(delivery_id=request.headers.get("x-github-delivery")):
             response = await handle(request)
-        # Only names we know become label values: the header arrives before the signature is checked.
-        event = name if name in EVENT_MODELS or name == "ping" else "other"
-        WEBHOOK_REQUESTS.labels(event=event, status=str(response.status_code)).inc()
+        event = name if name in known else "other"
+        deliveries.count(event, response.status_code)
         return response
 
     async def handle(request: Request) -> JSONResponse:

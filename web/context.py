@@ -12,12 +12,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from engine.llm.money import usd
 from engine.ports import JobQueue
 from engine.settings import Settings
 from engine.store.jobs import JobNotFound, JobStore
 from engine.views import JobView
 from web.access import Access, job_token_ok
-from web.present import PYGMENTS_CSS, duration, safe_url, usd
+from web.present import PYGMENTS_CSS, duration, safe_url
 
 HERE = Path(__file__).parent
 STATIC_PREFIX = "/static/web"

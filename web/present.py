@@ -13,6 +13,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer
 
+from engine.llm.money import usd
 from engine.views import JobView
 
 TEST_TAIL_LINES = 60
@@ -79,10 +80,6 @@ def duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"
-
-
-def usd(value: float) -> str:
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
 
 def safe_url(url: str | None) -> str | None:

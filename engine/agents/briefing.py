@@ -15,15 +15,15 @@ from typing import Any
 
 from engine.agents.tools import SKIP_DIRS
 from engine.context import ContextEngine
-from engine.context.embeddings import OpenAIEmbedder
+from engine.context.embeddings import LLMEmbedder
 from engine.context.memory import MemoryStore
+from engine.errors import JobCancelled
+from engine.llm.client import LLMClient
 from engine.llm.tokens import count_tokens
 from engine.settings import Settings
 from engine.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 
 TREE_MAX_ENTRIES = 300
 FILE_MAX_CHARS = 12_000
@@ -45,31 +45,37 @@ async def gather_context(
     query: str,
     job_id: str,
     named_files: list[str] | None = None,
+    llm: LLMClient | None = None,
+    step_index: int | None = None,
 ) -> Context:
+    """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured."""
     budget = settings.context_budget_tokens
     cache = (settings.workspace_dir or settings.data_dir / "work") / "context-cache"
-    embedder = _embedder(settings)
+    embedder = _embedder(settings, llm, step_index)
     try:
         engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
         pack = await engine.build(
-            repo_dir=worktree, repo=repo, query=query, budget_tokens=budget, job_id=job_id
+            repo_dir=worktree,
+            repo=repo,
+            query=query,
+            budget_tokens=budget,
+            job_id=job_id,
+            named=named_files or (),
         )
+    except JobCancelled:
+        raise  # a cancel seen by an embeddings request's guard stops the job, not just the context
     except Exception:
         # A context engine bug must not fail the job: the fallback still gives the model a usable view.
         log.exception("context engine failed; using the file-tree fallback", extra={"job_id": job_id})
         return _fallback(worktree, query, named_files or [], budget)
-    finally:
-        if embedder is not None:
-            await embedder.aclose()
     return Context(pack.text, pack.tokens, dict(pack.diagnostics))
 
 
-def _embedder(settings: Settings) -> OpenAIEmbedder | None:
+def _embedder(settings: Settings, llm: LLMClient | None, step_index: int | None) -> LLMEmbedder | None:
     """Embeddings join BM25 only when EMBEDDING_MODEL names a model the LLM endpoint serves."""
-    if not settings.embedding_model or not settings.llm_configured:
+    if not settings.embedding_model or not settings.llm_configured or llm is None:
         return None
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    return OpenAIEmbedder(settings.openai_base_url or DEFAULT_OPENAI_URL, key, model=settings.embedding_model)
+    return LLMEmbedder(llm, settings.embedding_model, step_index=step_index)
 
 
 async def save_note(store: JobStore, *, repo: str, job_id: str, kind: str, text: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from engine.agents.planner import Plan, PlanStep
 from engine.agents.rules import AgentRules
 from engine.agents.tools import TOOL_SCHEMAS, ToolBox
-from engine.errors import PermanentFailure
+from engine.errors import ModelRefused, PermanentFailure
 from engine.llm.client import LLMClient
 from engine.workspace.commands import TestResult
 
@@ -73,13 +73,23 @@ async def code_step(
     turns = 0
     summary = ""
     while True:
-        reply = await llm.chat(
-            role="coder",
-            messages=messages,
-            step_index=brief.index,
-            tools=TOOL_SCHEMAS,
-            max_tokens=CODER_MAX_TOKENS,
-        )
+        try:
+            reply = await llm.chat(
+                role="coder",
+                messages=messages,
+                step_index=brief.index,
+                tools=TOOL_SCHEMAS,
+                max_tokens=CODER_MAX_TOKENS,
+            )
+        except ModelRefused as exc:
+            # The step ends refused, in the model's words; asking again would only cost more.
+            raise ModelRefused(
+                f"step {brief.index + 1} ({brief.step.title}) was refused by the coder model {exc.model}: "
+                f"“{exc.refusal[:1000]}”",
+                refusal=exc.refusal,
+                role=exc.role,
+                model=exc.model,
+            ) from exc
         turns += 1
         messages.append(reply.assistant_message())
         if reply.tool_calls and turns < max_turns:

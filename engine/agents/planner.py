@@ -9,7 +9,7 @@ import re
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.agents.rules import AgentRules
-from engine.errors import PermanentFailure
+from engine.errors import ModelRefused, PermanentFailure
 from engine.llm.client import LLMClient
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,15 @@ async def make_plan(llm: LLMClient, rules: AgentRules, *, conventions: str, task
         {"role": "user", "content": f"# Task\n{task}\n\n# Repository context\n{context}"},
     ]
     for attempt in range(MAX_REPAIRS + 1):
-        reply = await llm.chat(role="planner", messages=messages, max_tokens=PLAN_MAX_TOKENS)
+        try:
+            reply = await llm.chat(role="planner", messages=messages, max_tokens=PLAN_MAX_TOKENS)
+        except ModelRefused as exc:
+            raise ModelRefused(
+                f"the planner model {exc.model} refused to plan the task: “{exc.refusal[:1000]}”",
+                refusal=exc.refusal,
+                role=exc.role,
+                model=exc.model,
+            ) from exc
         try:
             return parse_plan(reply.content)
         except (ValueError, ValidationError) as exc:

@@ -1,6 +1,6 @@
 """The context engine: the right code in the prompt, within a token budget (issue 4)."""
 
-from engine.context.embeddings import Embedder, EmbeddingError, OpenAIEmbedder
+from engine.context.embeddings import Embedder, EmbeddingError, LLMEmbedder
 from engine.context.engine import ContextEngine, ContextPack
 
-__all__ = ["ContextEngine", "ContextPack", "Embedder", "EmbeddingError", "OpenAIEmbedder"]
+__all__ = ["ContextEngine", "ContextPack", "Embedder", "EmbeddingError", "LLMEmbedder"]

@@ -1,7 +1,8 @@
-"""Optional embeddings: an OpenAI-compatible `/v1/embeddings` client, per-file vectors kept with the index.
+"""Optional embeddings: per-file vectors kept with the index, asked of EMBEDDING_MODEL by the job's client.
 
-Everything works without them; when the endpoint fails the build goes on with BM25 alone and says so in
-its diagnostics.
+Embedding requests go through the same budget guard, cost ledger, retries and connection pool as chat
+(engine.llm.client). Everything works without them; when the endpoint fails (or the budget cannot take
+another request) the build goes on with BM25 alone and says so in its diagnostics.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 import numpy as np
 
 from engine.context.index import RepoIndex
+from engine.errors import JobCancelled, JobStopped, TransientFailure
+from engine.llm.client import LLMClient
 
 log = logging.getLogger(__name__)
 
@@ -34,44 +36,23 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
-class OpenAIEmbedder:
-    """`POST {base_url}/embeddings` as OpenAI, Azure-compatible gateways, Ollama and vLLM serve it."""
+class LLMEmbedder:
+    """`/embeddings` of the LLM endpoint as one job sees it: each request checked, retried and billed."""
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None = None,
-        model: str = "text-embedding-3-small",
-        timeout: float = 30.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, llm: LLMClient, model: str, *, step_index: int | None = None) -> None:
+        self.llm = llm
         self.model = model
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self.step_index = step_index
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         try:
-            response = await self._client.post(
-                f"{self.base_url}/embeddings",
-                json={"model": self.model, "input": list(texts)},
-                headers=self._headers,
-            )
-        except httpx.HTTPError as error:
-            raise EmbeddingError(f"embeddings endpoint unreachable: {error.__class__.__name__}") from error
-        if response.status_code != 200:
-            raise EmbeddingError(f"embeddings endpoint answered HTTP {response.status_code}")
-        try:
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            vectors = [[float(x) for x in item["embedding"]] for item in data]
-        except (ValueError, KeyError, TypeError) as error:
-            raise EmbeddingError("embeddings endpoint answered with an unexpected body") from error
-        if len(vectors) != len(texts):
-            raise EmbeddingError(f"asked for {len(texts)} embeddings, got {len(vectors)}")
-        return vectors
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+            return await self.llm.embed(texts, step_index=self.step_index)
+        except JobCancelled:
+            raise
+        except (JobStopped, TransientFailure) as error:
+            # A limit reached here is met again by the next chat request, which stops the job; until then
+            # retrieval goes on without vectors.
+            raise EmbeddingError(error.reason) from error
 
 
 def file_text(index: RepoIndex, path: str, root: Path) -> str:

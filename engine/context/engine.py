@@ -18,13 +18,16 @@ from engine.context.budget import Candidate, fit
 from engine.context.embeddings import Embedder, EmbeddingError, VectorStore
 from engine.context.index import RepoIndex
 from engine.context.memory import MemoryStore
+from engine.context.parse import FileEntry, Symbol
 from engine.context.rank import FileScore, QueryHints, parse_query, rank_chunks, rank_files
+from engine.context.roles import policy_for
 from engine.context.store import IndexCache, load_or_build, snapshot
 
 log = logging.getLogger(__name__)
 
 CHUNK_FILES = 15  # files whose chunks are scored one by one
 MAP_FILES = 30
+MAP_OUTLINE_LINES = 6
 # Loaded indexes, shared by every ContextEngine in the process: callers may make an engine per build.
 _LOADED: OrderedDict[tuple[Any, ...], RepoIndex] = OrderedDict()
 _LOADED_MAX = 3
@@ -84,7 +87,12 @@ class ContextEngine:
         index, _ = await self.index(root, repo)
         hints = parse_query(query)
         vectors, _ = await self._vector_scores(index, root, repo, query)
-        return rank_files(index, hints, vectors)
+        return rank_files(index, hints, vectors, policy=await asyncio.to_thread(policy_for, root))
+
+    async def outlines(self, repo_dir: Path, repo: str, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """Each path with the outline of what it defines (for a shortlist: far fewer tokens than the file)."""
+        index, _ = await self.index(Path(repo_dir), repo)
+        return [(path, outline(index.files[path])) for path in paths if path in index.files]
 
     async def build(
         self,
@@ -94,15 +102,19 @@ class ContextEngine:
         budget_tokens: int,
         job_id: str | None = None,
         extra: Sequence[tuple[str, str]] = (),
+        named: Sequence[str] = (),
     ) -> ContextPack:
+        """The pack for `query`; `named` are paths the planner chose for this step, ranked as if the query
+        named them."""
         if budget_tokens < 0:
             raise ValueError(f"budget_tokens must be ≥ 0, got {budget_tokens}")
         started = time.perf_counter()
         root = await asyncio.to_thread(Path(repo_dir).resolve)
         index, how = await self.index(root, repo)
         hints = parse_query(query)
+        hints.paths.update(path.strip().lstrip("./") for path in named if path.strip())
         vectors, embedding_note = await self._vector_scores(index, root, repo, query)
-        files = rank_files(index, hints, vectors)
+        files = rank_files(index, hints, vectors, policy=await asyncio.to_thread(policy_for, root))
         chunks = await asyncio.to_thread(rank_chunks, index, root, files[:CHUNK_FILES], hints)
         candidates = [
             Candidate(
@@ -172,21 +184,48 @@ class ContextEngine:
         return store.similarities(index, query_vector), f"on ({embedded} files embedded now)"
 
     def _repo_map(self, index: RepoIndex, files: list[FileScore]) -> list[Candidate]:
-        """The best files with their top-level definitions: where things are, for the planner."""
+        """The best files with an outline of their definitions (and lines): the planner's shortlist."""
         lines = []
         for file_score in files[:MAP_FILES]:
-            names = [s.name for s in index.files[file_score.path].symbols if s.kind != "method"][:12]
-            lines.append(f"{file_score.path}: {', '.join(names)}" if names else file_score.path)
+            lines.append(file_score.path)
+            shape = outline(index.files[file_score.path], max_lines=MAP_OUTLINE_LINES)
+            if shape:
+                lines.append(shape)
         if not lines:
             return []
         return [
             Candidate(
                 source="repo-map",
-                title="repository map (most relevant files)",
+                title="repository map (most relevant files, what they define)",
                 text="\n".join(lines),
                 score=1.0,
             )
         ]
+
+
+def outline(entry: FileEntry, max_lines: int = 12) -> str:
+    """`  class Name (lines a-b): method, method…` and `  function name (lines a-b)`, at most max_lines."""
+    classes = [s for s in entry.symbols if s.kind == "class"]
+    members: dict[Symbol, list[str]] = {c: [] for c in classes}
+    shown: list[Symbol] = []
+    for symbol in entry.symbols:
+        if symbol.kind == "variable":
+            continue
+        owner = next((c for c in reversed(classes) if c.line <= symbol.line <= c.end_line), None)
+        if symbol.kind == "method" and owner is not None:
+            members[owner].append(symbol.name)
+        else:
+            shown.append(symbol)
+    lines = []
+    for symbol in shown[:max_lines]:
+        line = f"  {symbol.kind} {symbol.name} (lines {symbol.line}-{symbol.end_line})"
+        names = members.get(symbol, [])
+        if names:
+            line += ": " + ", ".join(names[:15]) + (" …" if len(names) > 15 else "")
+        lines.append(line)
+    if len(shown) > max_lines:
+        lines.append(f"  … and {len(shown) - max_lines} more")
+    return "\n".join(lines)
 
 
 def _describe_hints(hints: QueryHints) -> dict[str, Any]:

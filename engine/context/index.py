@@ -1,11 +1,11 @@
-"""The repository index: files, symbols and chunks, with a BM25 model (rank-bm25) over whole files."""
+"""The repository index: files, symbols and chunks, with BM25 models over three fields of every file:
+its content, its path and the names it defines."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -13,15 +13,18 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
+from engine.context.bm25 import Bm25
+from engine.context.graph import import_edges
 from engine.context.parse import FileEntry, Symbol, parse_file, parse_many
+from engine.context.tokenize import path_terms, split_identifier
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 4  # 2: the path is a field, not content words; 3: tree-sitter symbols; 4: Python imports
 PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more than it saves
 _BATCH = 64
+FIELDS = ("content", "path", "symbols")
 
 
 @dataclass
@@ -33,69 +36,54 @@ class RepoIndex:
     skipped: set[str] = field(default_factory=set)  # listed but not text (binary, too big): not parsed again
     # Derived from the fields above (finalize), never stored.
     paths: list[str] = field(default_factory=list, repr=False)
-    bm25: BM25Okapi | None = field(default=None, repr=False)
+    fields: dict[str, Bm25] = field(default_factory=dict, repr=False)
     definitions: dict[str, list[tuple[str, Symbol]]] = field(default_factory=dict, repr=False)
     by_basename: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    by_stem: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    imports: dict[str, list[str]] = field(default_factory=dict, repr=False)  # path -> paths it imports
 
     def finalize(self) -> RepoIndex:
-        """Build the lookup tables and the BM25 model from the per-file term counts."""
+        """Build the lookup tables and the BM25 models from the per-file term counts."""
         self.paths = sorted(self.files)
         definitions: dict[str, list[tuple[str, Symbol]]] = defaultdict(list)
         by_basename: dict[str, list[str]] = defaultdict(list)
+        by_stem: dict[str, list[str]] = defaultdict(list)
         for path in self.paths:
-            by_basename[path.rsplit("/", 1)[-1].lower()].append(path)
+            base = path.rsplit("/", 1)[-1].lower()
+            by_basename[base].append(path)
+            by_stem[base.split(".", 1)[0]].append(path)
             for symbol in self.files[path].symbols:
                 definitions[symbol.name.lower()].append((path, symbol))
         self.definitions = dict(definitions)
         self.by_basename = dict(by_basename)
-        self.bm25 = _bm25_from_counts([self.files[p] for p in self.paths]) if self.paths else None
+        self.by_stem = dict(by_stem)
+        entries = [self.files[p] for p in self.paths]
+        self.imports = import_edges({e.path: e.imports for e in entries if e.imports}, self.paths)
+        self.fields = {
+            "content": Bm25([e.terms for e in entries], [e.length for e in entries]),
+            "path": Bm25([Counter(path_terms(p)) for p in self.paths], b=0.3),
+            "symbols": Bm25([_symbol_terms(e) for e in entries], b=0.3),
+        }
         return self
 
-    def file_scores(self, terms: list[str]) -> np.ndarray:
-        """BM25 score of every file (in `paths` order) for the query terms."""
-        if self.bm25 is None or not terms:
+    def field_scores(
+        self, name: str, terms: list[str], weights: list[float] | None = None, *, b: float | None = None
+    ) -> np.ndarray:
+        """BM25 score of every file (in `paths` order) for the query terms, on one field."""
+        model = self.fields.get(name)
+        if model is None or not terms:
             return np.zeros(len(self.paths))
-        return np.asarray(self.bm25.get_scores(terms), dtype=float)
+        return model.scores(terms, weights, b=b)
+
+    def file_scores(self, terms: list[str]) -> np.ndarray:
+        return self.field_scores("content", terms)
 
 
-def _bm25_from_counts(entries: list[FileEntry]) -> BM25Okapi:
-    return bm25_from_counts([entry.terms for entry in entries], [entry.length for entry in entries])
-
-
-def bm25_from_counts(counts: Sequence[Mapping[str, int]], lengths: list[int]) -> BM25Okapi:
-    """A rank-bm25 Okapi model over documents given as term counts.
-
-    rank-bm25 counts terms itself from token lists, one Python step per token; the index already holds the
-    counts (made in worker processes), so the model is filled from them and keeps rank-bm25's scoring.
-    """
-    model = BM25Okapi.__new__(BM25Okapi)
-    model.k1, model.b, model.epsilon = 1.5, 0.75, 0.25
-    model.tokenizer = None
-    model.corpus_size = len(counts)
-    model.doc_freqs = counts
-    model.doc_len = lengths
-    model.avgdl = (sum(lengths) / len(counts)) or 1.0
-    model.idf = {}
-    document_counts: dict[str, int] = defaultdict(int)
-    for terms in counts:
-        for term in terms:
-            document_counts[term] += 1
-    if document_counts:  # rank-bm25 divides by the vocabulary size
-        model._calc_idf(document_counts)
-    return with_positive_idf(model)
-
-
-IDF_FLOOR = 0.05
-
-
-def with_positive_idf(model: BM25Okapi) -> BM25Okapi:
-    # Okapi's idf turns negative for a term in more than half the documents, and rank-bm25's epsilon floor is
-    # negative too when the corpus is tiny (one file, a few chunks): such a term would push its documents
-    # below those without it. A small positive floor keeps "mentions it" above "does not".
-    for term, value in model.idf.items():
-        if value < IDF_FLOOR:
-            model.idf[term] = IDF_FLOOR
-    return model
+def _symbol_terms(entry: FileEntry) -> Counter[str]:
+    terms: Counter[str] = Counter()
+    for symbol in entry.symbols:
+        terms.update(t for t in split_identifier(symbol.name) if len(t) > 1)
+    return terms
 
 
 def parse_files(root: Path, paths: list[str]) -> list[FileEntry]:

@@ -1,4 +1,5 @@
-"""One file into index material: symbols (Python through `ast`, others by a light regex) and chunks."""
+"""One file into index material: symbols (Python through `ast`, other code through tree-sitter, the rest by a
+light regex) and chunks."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.context.tokenize import count_terms, path_terms
+from engine.context.syntax import language_for, syntax_symbols
+from engine.context.tokenize import count_terms
 
 MAX_FILE_BYTES = 1024 * 1024
 CHUNK_MAX_LINES = 80
-PATH_WEIGHT = 3  # a path word counts as much as three mentions in the body
 
 _BINARY_SUFFIXES_TEXT = """
     .png .jpg .jpeg .gif .ico .webp .bmp .pdf .zip .gz .tgz .bz2 .xz .7z .tar .jar .war .whl .egg .so .dll
@@ -49,6 +50,7 @@ class FileEntry:
     chunks: list[tuple[int, int]] = field(default_factory=list)  # 1-based inclusive line spans
     terms: dict[str, int] = field(default_factory=dict)
     length: int = 0
+    imports: list[str] = field(default_factory=list)  # Python modules, relative ones with their leading dots
 
 
 def is_indexable(path: str, size: int) -> bool:
@@ -57,24 +59,29 @@ def is_indexable(path: str, size: int) -> bool:
 
 
 def parse_file(root: Path, path: str) -> FileEntry | None:
-    """The entry for `path` under `root`, or None for a file that is binary, too big or gone."""
+    """The entry for `path` under `root`, or None for a file that is binary, too big, gone, or a link.
+
+    A symlink is never followed: the repository is someone else's, and `config.py -> /proc/self/environ`
+    would put the worker's environment into the index and from there into a prompt."""
+    full = root / path
     try:
-        data = (root / path).read_bytes()
-    except OSError:
+        if full.is_symlink() or not full.resolve().is_relative_to(root.resolve()):
+            return None
+        data = full.read_bytes()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop on the way
         return None
     if len(data) > MAX_FILE_BYTES or b"\0" in data[:8192]:
         return None
     text = data.decode("utf-8", errors="replace")
     line_count = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    imports: list[str] = []
     if path.endswith((".py", ".pyi")):
-        symbols, boundaries = _python_symbols(data)
+        symbols, boundaries, imports = _python_symbols(data)
     elif path.endswith((".md", ".rst", ".txt")):
         symbols, boundaries = _headings(text)
     else:
-        symbols, boundaries = _fallback_symbols(text)
+        symbols, boundaries = _code_symbols(path, data, text)
     terms = count_terms(text)
-    for term in path_terms(path):
-        terms[term] += PATH_WEIGHT
     return FileEntry(
         path=path,
         digest=hashlib.sha1(data).hexdigest(),
@@ -83,6 +90,7 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
         chunks=chunk_spans(line_count, boundaries),
         terms=dict(terms),
         length=sum(terms.values()),
+        imports=imports,
     )
 
 
@@ -92,14 +100,22 @@ def parse_many(root: str, paths: list[str]) -> list[FileEntry]:
     return [entry for entry in (parse_file(base, p) for p in paths) if entry is not None]
 
 
-def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int]]:
+def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int], list[str]]:
     try:
         tree = ast.parse(data)
     except (SyntaxError, ValueError):
-        return _fallback_symbols(data.decode("utf-8", errors="replace"))
+        return (*_fallback_symbols(data.decode("utf-8", errors="replace")), [])
     symbols: list[Symbol] = []
     boundaries: list[int] = []
+    imports: list[str] = []
     for node in tree.body:
+        if isinstance(node, ast.Import):
+            imports.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            imports.append(base)
+            # `from . import utils`, `from pkg import module`: the names may be modules too
+            imports.extend(f"{base}.{a.name}" if node.module else base + a.name for a in node.names)
         start = _start_line(node)
         boundaries.append(start)
         end = node.end_lineno or start
@@ -116,7 +132,16 @@ def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int]]:
             for target in targets:
                 if isinstance(target, ast.Name):
                     symbols.append(Symbol(target.id, "variable", start, end))
-    return symbols, boundaries
+    return symbols, boundaries, list(dict.fromkeys(imports))
+
+
+def _code_symbols(path: str, data: bytes, text: str) -> tuple[list[Symbol], list[int]]:
+    language = language_for(path)
+    found = syntax_symbols(data, language) if language else None
+    if found is None:
+        return _fallback_symbols(text)
+    definitions, boundaries = found
+    return [Symbol(name, kind, start, end) for name, kind, start, end in definitions], boundaries
 
 
 def _start_line(node: ast.stmt) -> int:

@@ -1,85 +1,59 @@
-"""Ranking: BM25 over files (fused with embeddings by reciprocal rank when there are any), strong boosts for
-paths, identifiers and stack-trace frames the query names, then BM25 again over the best files' chunks."""
+"""Ranking: every file scored by BM25 on three fields (content, path, defined names), fused with embeddings by
+reciprocal rank when there are any, boosted for the paths, frames and identifiers the query names, and
+weighted by how likely a fix is to touch a file of its kind (roles.py); then BM25 again over the best files'
+chunks."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engine.context.index import RepoIndex, bm25_from_counts
-from engine.context.tokenize import counts_of, tokenize
+from engine.context.bm25 import Bm25
+from engine.context.index import RepoIndex
+from engine.context.query import QueryHints, parse_query
+from engine.context.roles import DEFAULT_POLICY, RolePolicy
+from engine.context.tokenize import counts_of
 
-PATH_BOOST = 4.0  # the query names this file by its path (or a frame in a traceback does)
-BASENAME_BOOST = 2.0  # the query names a file by its base name only
-IDENTIFIER_BOOST = 2.0  # the file (chunk) defines an identifier the query names
+__all__ = ["ChunkScore", "FileScore", "QueryHints", "Weights", "parse_query", "rank_chunks", "rank_files"]
+
 LINE_BOOST = 3.0  # the chunk holds a line a stack-trace frame points at
-MAX_QUERY_TERMS = 64
 RRF_K = 60
 
-_FRAME_PY = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
-_PATH_LINE = re.compile(r"([\w./\\-]+\.[A-Za-z]{1,5}):(\d+)")
-_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
-_IDENTIFIER = re.compile(
-    r"`([^`\s]+)`|\b([A-Za-z_]\w*)\s*\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"
-)
-_DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
-_PROSE_EXTENSIONS = frozenset({"e.g", "i.e", "etc"})
+
+@dataclass(frozen=True)
+class Weights:
+    """How the parts of a file's score add up (tuned on bench/localization's suite, docs/benchmarks.md)."""
+
+    content: float = 1.0
+    path: float = 0.3
+    symbols: float = 0.3
+    path_boost: float = 4.0  # the query names this file by its path (or a frame in a traceback does)
+    basename_boost: float = 2.0  # the query names a file by its base name only
+    identifier_boost: float = 2.0  # the file defines an identifier the query names
+    priors: bool = True  # weigh files by their role (tests, docs, vendored…)
+    title: float = 1.0  # extra weight of the terms of the query's first line (an issue's title)
+    content_b: float = 0.75  # BM25's length normalisation on content
+    hop: float = 0.0  # a file the best hits import gets this share of the importer's score
+    hop_from: int = 5  # how many of the best hits lend their score along their imports
 
 
-@dataclass
-class QueryHints:
-    terms: list[str]
-    paths: set[str] = field(default_factory=set)
-    frames: list[tuple[str, int]] = field(default_factory=list)
-    identifiers: set[str] = field(default_factory=set)
+DEFAULT_WEIGHTS = Weights()
+PATH_BOOST = DEFAULT_WEIGHTS.path_boost
+IDENTIFIER_BOOST = DEFAULT_WEIGHTS.identifier_boost
 
 
-def parse_query(query: str) -> QueryHints:
-    hints = QueryHints(terms=_query_terms(query))
-    for match in _FRAME_PY.finditer(query):
-        hints.frames.append((_normal(match.group(1)), int(match.group(2))))
-        if match.group(3) and match.group(3) != "<module>":
-            hints.identifiers.add(match.group(3).lower())
-    for match in _PATH_LINE.finditer(query):
-        hints.frames.append((_normal(match.group(1)), int(match.group(2))))
-    for match in _PATH.finditer(query):
-        if match.group(1).lower() not in _PROSE_EXTENSIONS:
-            hints.paths.add(_normal(match.group(1)))
-    for match in _IDENTIFIER.finditer(query):
-        word = next(g for g in match.groups() if g)
-        for part in re.split(r"[.:]+", word.strip("()")):
-            if re.fullmatch(r"[A-Za-z_]\w*", part) and len(part) > 2:
-                hints.identifiers.add(part.lower())
-    for match in _DOTTED.finditer(query):
-        parts = match.group(1).split(".")
-        hints.paths.add("/".join(parts) + ".py")  # `engine.jobs` may be the module engine/jobs.py
-        hints.identifiers.update(p.lower() for p in parts[1:] if len(p) > 2)
-    return hints
-
-
-def _normal(path: str) -> str:
-    return path.replace("\\", "/").lstrip("./") if not path.startswith("/") else path.replace("\\", "/")
-
-
-def _query_terms(query: str) -> list[str]:
-    counts = Counter(tokenize(query))
-    return [term for term, _ in counts.most_common(MAX_QUERY_TERMS)]
-
-
-def match_path(index: RepoIndex, hint: str) -> list[tuple[str, float]]:
+def match_path(index: RepoIndex, hint: str, weights: Weights = DEFAULT_WEIGHTS) -> list[tuple[str, float]]:
     """Indexed files a path in the query refers to, with the boost each earns."""
     base = hint.rsplit("/", 1)[-1].lower()
     found: list[tuple[str, float]] = []
     for path in index.by_basename.get(base, []):
         if hint == path or hint.endswith("/" + path) or ("/" in hint and path.endswith("/" + hint)):
-            found.append((path, PATH_BOOST))
+            found.append((path, weights.path_boost))
         elif "/" not in hint:
-            found.append((path, BASENAME_BOOST))
+            found.append((path, weights.basename_boost))
     return found
 
 
@@ -89,16 +63,28 @@ class FileScore:
     score: float
     lexical: float
     reasons: list[str] = field(default_factory=list)
+    prior: float = 1.0  # the role's weight (roles.py), which its chunks' own scores get too
 
 
 def rank_files(
-    index: RepoIndex, hints: QueryHints, vector_scores: np.ndarray | None = None
+    index: RepoIndex,
+    hints: QueryHints,
+    vector_scores: np.ndarray | None = None,
+    *,
+    weights: Weights = DEFAULT_WEIGHTS,
+    policy: RolePolicy = DEFAULT_POLICY,
 ) -> list[FileScore]:
     """Every file with a positive score, best first."""
-    bm25 = index.file_scores(hints.terms)
-    base = _normalised(bm25)
+    term_weights = [1.0 + weights.title * (t in hints.title_terms) for t in hints.terms]
+    content = index.field_scores("content", hints.terms, term_weights, b=weights.content_b)
+    base = weights.content * _normalised(content)
+    if weights.path:
+        base += weights.path * _normalised(index.field_scores("path", hints.terms, term_weights))
+    if weights.symbols:
+        base += weights.symbols * _normalised(index.field_scores("symbols", hints.terms, term_weights))
+    base = _normalised(base)
     if vector_scores is not None and len(vector_scores) == len(index.paths):
-        base = _normalised(_rrf(bm25) + _rrf(vector_scores))
+        base = _normalised(_rrf(base) + _rrf(vector_scores))
     boosts: dict[str, float] = {}
     reasons: dict[str, list[str]] = {}
 
@@ -107,21 +93,62 @@ def rank_files(
         reasons.setdefault(path, []).append(reason)
 
     for hint in hints.paths | {f for f, _ in hints.frames}:
-        for path, amount in match_path(index, hint):
+        for path, amount in match_path(index, hint, weights):
             boost(path, amount, f"path {hint}")
     for name in hints.identifiers:
         defining = {path for path, _ in index.definitions.get(name, [])}
         for path in defining:
             # An identifier defined in many files (`__init__`, `run`) says little about which one is meant.
-            boost(path, IDENTIFIER_BOOST * min(1.0, 3 / len(defining)), f"defines {name}")
+            boost(path, weights.identifier_boost * min(1.0, 3 / len(defining)), f"defines {name}")
     position = {path: i for i, path in enumerate(index.paths)}
-    scores = [
-        FileScore(path, float(base[i]) + boosts.get(path, 0.0), float(bm25[i]), reasons.get(path, []))
-        for i, path in enumerate(index.paths)
-        if base[i] > 0 or path in boosts
-    ]
+    scores = []
+    for i, path in enumerate(index.paths):
+        if base[i] <= 0 and path not in boosts:
+            continue
+        prior = policy.prior(path) if weights.priors else 1.0
+        if prior <= 0:
+            continue
+        scores.append(
+            FileScore(
+                path,
+                prior * (float(base[i]) + boosts.get(path, 0.0)),
+                float(content[i]),
+                reasons.get(path, []),
+                prior,
+            )
+        )
     scores.sort(key=lambda s: (-s.score, position[s.path]))
+    if weights.hop and scores:
+        scores = _second_hop(index, scores, weights, policy, content, position)
     return scores
+
+
+def _second_hop(
+    index: RepoIndex,
+    scores: list[FileScore],
+    weights: Weights,
+    policy: RolePolicy,
+    content: np.ndarray,
+    position: dict[str, int],
+) -> list[FileScore]:
+    """Files the best hits import get a share of the importer's score: the bug is often one call away."""
+    lent: dict[str, tuple[float, str]] = {}
+    for hit in scores[: weights.hop_from]:
+        for target in index.imports.get(hit.path, []):
+            amount = weights.hop * hit.score
+            if amount > lent.get(target, (0.0, ""))[0]:
+                lent[target] = (amount, hit.path)
+    by_path = {s.path: s for s in scores}
+    for target, (amount, source) in lent.items():
+        prior = policy.prior(target) if weights.priors else 1.0
+        if prior <= 0:
+            continue
+        found = by_path.get(target)
+        if found is None:
+            found = by_path[target] = FileScore(target, 0.0, float(content[position[target]]), [], prior)
+        found.score += prior * amount
+        found.reasons.append(f"imported by {source}")
+    return sorted(by_path.values(), key=lambda s: (-s.score, position[s.path]))
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
@@ -149,8 +176,10 @@ class ChunkScore:
 
 
 def rank_chunks(index: RepoIndex, root: Path, files: list[FileScore], hints: QueryHints) -> list[ChunkScore]:
-    """The chunks of the given files, scored by file score + chunk BM25 + chunk-level boosts."""
+    """The chunks of the given files, scored by file score + chunk BM25 + chunk-level boosts (the latter two
+    weighted by the file's role prior: ten chunks of a benchmark must not crowd out the source)."""
     chunks: list[ChunkScore] = []
+    priors: list[float] = []
     for file_score in files:
         entry = index.files[file_score.path]
         try:
@@ -172,14 +201,16 @@ def rank_chunks(index: RepoIndex, root: Path, files: list[FileScore], hints: Que
                     bonus += IDENTIFIER_BOOST
                     reasons.append(f"defines {symbol.name.lower()}")
             reasons = list(dict.fromkeys(reasons))
-            chunks.append(ChunkScore(entry.path, start, end, text, file_score.score + bonus, reasons, focus))
+            score = file_score.score + file_score.prior * bonus
+            chunks.append(ChunkScore(entry.path, start, end, text, score, reasons, focus))
+            priors.append(file_score.prior)
     if chunks and hints.terms:
         wanted = set(hints.terms)
         counted = [counts_of(c.text, wanted) for c in chunks]
-        model = bm25_from_counts([c for c, _ in counted], [n for _, n in counted])
-        lexical = _normalised(np.asarray(model.get_scores(hints.terms), dtype=float))
-        for chunk, value in zip(chunks, lexical, strict=True):
-            chunk.score += float(value)
+        model = Bm25([c for c, _ in counted], [n for _, n in counted], k1=1.5)
+        lexical = _normalised(model.scores(hints.terms))
+        for chunk, value, prior in zip(chunks, lexical, priors, strict=True):
+            chunk.score += prior * float(value)
     chunks.sort(key=lambda c: -c.score)
     return chunks
 

@@ -2,10 +2,10 @@
 
 The index always describes the working tree. A cache entry is saved for the HEAD commit together with the
 paths whose content on disk differed from that commit (uncommitted edits); those are parsed again whenever
-the entry is reused, as are the files `git diff --name-only` names between the cached commit and HEAD.
+the entry is reused, as are the files `git diff --name-only` names between the cached commit and HEAD. A tree
+that is not a git repository is cached by its files' content hash instead (tree.py).
 
-Entries are JSON: loading one runs no code, whatever wrote the file (never pickle, which a planted file
-turns into code execution in the worker).
+Entries are JSON (serial.py): loading one runs no code, whatever wrote the file.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.context.index import INDEX_VERSION, RepoIndex, build_index, update_index
-from engine.context.parse import FileEntry, Symbol, is_indexable
+from engine.context.parse import is_indexable
+from engine.context.serial import index_from_json, index_to_json
+from engine.context.tree import Stats, load_or_build_tree, stats_key, walk
 
 log = logging.getLogger(__name__)
 
 KEEP_PER_REPO = 4
-_SKIP_DIRS = frozenset(
-    {".git", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache", "dist"}
-)
 
 
 @dataclass
@@ -38,9 +37,12 @@ class Snapshot:
     commit: str | None
     present: set[str]
     dirty: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (mtime_ns, size)
+    stats: Stats | None = None  # every file's, when the tree is not a git repository
 
     @property
     def key(self) -> tuple[str, str | None, tuple[tuple[str, int, int], ...]]:
+        if self.stats is not None:
+            return str(self.root), "stats:" + stats_key(self.stats), ()
         return str(self.root), self.commit, tuple(sorted((p, m, s) for p, (m, s) in self.dirty.items()))
 
 
@@ -94,7 +96,8 @@ def snapshot(root: Path) -> Snapshot:
         ],
     )
     if listing is None:
-        return Snapshot(root, None, _walk(root))
+        stats = walk(root)
+        return Snapshot(root, None, set(stats), stats=stats)
     # Sizes are checked when a file is parsed; a stat per file here would cost every query.
     present = {p for p in listing.split("\0") if p and is_indexable(p, 0)}
     dirty: dict[str, tuple[int, int]] = {}
@@ -112,24 +115,6 @@ def snapshot(root: Path) -> Snapshot:
         except OSError:
             dirty[path] = (0, -1)
     return Snapshot(root, commit.strip() if commit else None, present, dirty)
-
-
-def _indexable(root: Path, path: str) -> bool:
-    try:
-        return is_indexable(path, (root / path).stat().st_size)
-    except OSError:
-        return False
-
-
-def _walk(root: Path) -> set[str]:
-    found: set[str] = set()
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
-        for name in files:
-            path = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-            if _indexable(root, path):
-                found.add(path)
-    return found
 
 
 class IndexCache:
@@ -165,56 +150,14 @@ class IndexCache:
             old.unlink(missing_ok=True)
 
 
-def index_to_json(index: RepoIndex) -> dict[str, object]:
-    """The index's stored part as plain JSON values (the lookup tables and BM25 are derived on load)."""
-    files = {
-        path: [e.digest, e.lines, [[s.name, s.kind, s.line, s.end_line] for s in e.symbols], e.chunks,
-               e.terms, e.length]
-        for path, e in index.files.items()
-    }  # fmt: skip
-    return {
-        "version": index.version,
-        "repo": index.repo,
-        "commit": index.commit,
-        "skipped": sorted(index.skipped),
-        "files": files,
-    }
-
-
-def index_from_json(stored: dict[str, object]) -> RepoIndex:
-    """The index `index_to_json` stored; a value of the wrong shape raises (a miss for the caller)."""
-    raw = stored["files"]
-    if not isinstance(raw, dict):
-        raise ValueError("files is not an object")
-    files: dict[str, FileEntry] = {}
-    for path, (digest, lines, symbols, chunks, terms, length) in raw.items():
-        files[str(path)] = FileEntry(
-            path=str(path),
-            digest=str(digest),
-            lines=int(lines),
-            symbols=[Symbol(str(n), str(k), int(a), int(b)) for n, k, a, b in symbols],
-            chunks=[(int(a), int(b)) for a, b in chunks],
-            terms={str(term): int(count) for term, count in terms.items()},
-            length=int(length),
-        )
-    skipped = stored["skipped"]
-    if not isinstance(skipped, list):
-        raise ValueError("skipped is not a list")
-    commit = stored["commit"]
-    return RepoIndex(
-        repo=str(stored["repo"]),
-        commit=None if commit is None else str(commit),
-        files=files,
-        skipped={str(s) for s in skipped},
-    ).finalize()
-
-
 def load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
     """The index for the snapshot, and how it was obtained (for diagnostics)."""
     started = time.perf_counter()
-    if snap.commit is None:
+    if snap.stats is not None:
+        return load_or_build_tree(cache.folder(repo), snap.root, repo, snap.stats)
+    if snap.commit is None:  # a repository with no commit yet
         index = build_index(snap.root, repo, None, sorted(snap.present))
-        return index, {"index": "built (not a git repository)", "files_parsed": len(index.files)}
+        return index, {"index": "built (no commit yet)", "files_parsed": len(index.files)}
     cached = cache.load_latest(repo)
     changed: set[str] | None = None
     if cached is not None:

@@ -1,4 +1,9 @@
-"""The guard before every LLM call: the call's worst case must fit the job's budget, requests and time."""
+"""The guard before every request to the LLM: its worst case must fit the job's budget, requests and time.
+
+It reads what the ledger says the job has spent (the job row's totals, written with each cost entry), so a
+request that cost more than was checked before it is seen by the next check, and every retry is checked
+on its own.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from datetime import UTC, datetime
 
 from engine.errors import JobCancelled, LimitReached
 from engine.llm.caps import cap_headroom
+from engine.llm.money import usd
 from engine.llm.pricing import Price
 from engine.settings import Settings
 from engine.store.jobs import JobStore
@@ -34,7 +40,7 @@ class BudgetGuard:
         job = await self.store.budget_state(self.job_id)
         if job.cancel_requested:
             raise JobCancelled("cancelled on request")
-        worst = price.usd(prompt_tokens, max_tokens)
+        worst = price.worst_case(prompt_tokens, max_tokens)
         if job.requests + 1 > job.max_requests:
             raise LimitReached(
                 "requests", f"request limit reached: {job.requests} of {job.max_requests} LLM calls made"
@@ -50,14 +56,14 @@ class BudgetGuard:
         if job.cost_usd + worst > budget:
             raise LimitReached(
                 "budget",
-                f"budget limit reached: ${job.cost_usd:.4f} of ${budget:.2f} spent and the next {model} call "
-                f"could cost up to ${worst:.4f}",
+                f"budget limit reached: {usd(job.cost_usd)} of {usd(budget)} spent and the next {model} "
+                f"call could cost up to {usd(worst)}",
             )
         headroom, cap_name = await cap_headroom(self.store, self.settings, job.repo)
         if headroom is not None and worst > headroom:
             raise LimitReached(
                 "budget",
-                f"budget limit reached: {cap_name} has ${headroom:.4f} left and the next {model} call "
-                f"could cost up to ${worst:.4f}",
+                f"budget limit reached: {cap_name} has {usd(headroom)} left and the next {model} call "
+                f"could cost up to {usd(worst)}",
             )
         return worst

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from engine.llm.money import usd
 from engine.settings import Settings
 from engine.store.jobs import JobStore
 
@@ -20,12 +21,12 @@ async def cap_headroom(store: JobStore, settings: Settings, repo: str) -> tuple[
     if settings.daily_budget_usd is not None:
         spent = await store.spent_since(since)
         found.append(
-            (settings.daily_budget_usd - spent, f"the daily cap of ${settings.daily_budget_usd:.2f}")
+            (settings.daily_budget_usd - spent, f"the daily cap of {usd(settings.daily_budget_usd)}")
         )
     if settings.repo_daily_budget_usd is not None:
         spent = await store.spent_since(since, repo=repo)
         cap = settings.repo_daily_budget_usd
-        found.append((cap - spent, f"{repo}'s daily cap of ${cap:.2f}"))
+        found.append((cap - spent, f"{repo}'s daily cap of {usd(cap)}"))
     if not found:
         return None, None
     headroom, name = min(found)

@@ -1,6 +1,9 @@
-"""The LLM client: any OpenAI-compatible endpoint, our own retries, a budget check before and a cost after.
+"""The LLM client: chat and embeddings from any OpenAI-compatible endpoint, through one guard and ledger.
 
-The SDK's retries are off so that every attempt passes our budget guard and our backoff honours Retry-After.
+Every request is one attempt: the budget guard checks its worst case first, it is sent (engine.llm.wire),
+and the ledger records what it is billed whatever came back (engine.llm.usage) before anything else
+happens. The SDK's retries are off so that each retry is an attempt of its own, and our backoff honours
+Retry-After. Chat and embeddings share the job's one SDK client and so its connection pool.
 """
 
 from __future__ import annotations
@@ -9,53 +12,32 @@ import asyncio
 import functools
 import json
 import logging
-import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI
 
-from engine.errors import PermanentFailure, TransientFailure
+from engine.errors import ModelRefused, PermanentFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.pricing import PriceBook
-from engine.llm.tokens import count_message_tokens
+from engine.llm.reply import LLMReply, parse_chat, parse_embeddings
+from engine.llm.tokens import count_message_tokens, count_tokens
+from engine.llm.usage import Billing, Sent, bill, not_billed, prompt_bound, worst_case
+from engine.llm.wire import Answer, Failed, post
 from engine.settings import Settings
 from engine.store.models import CostEntry
 
+__all__ = ["LLMClient", "LLMReply", "make_openai_client"]
+
 log = logging.getLogger(__name__)
 
-CheckCancel = Callable[[], Awaitable[None]]
-
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
-RETRY_AFTER_MAX_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class LLMReply:
-    content: str | None
-    tool_calls: list[dict[str, Any]]  # [{"id", "name", "arguments" (raw JSON text)}]
-    tokens_in: int
-    tokens_out: int
-    usd: float
-
-    def assistant_message(self) -> dict[str, Any]:
-        """The reply as a message to append to the conversation."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": c["id"],
-                    "type": "function",
-                    "function": {"name": c["name"], "arguments": c["arguments"]},
-                }
-                for c in self.tool_calls
-            ]
-        return message
+RecordCost = Callable[[CostEntry, dict[str, Any]], Awaitable[Any]]
+T = TypeVar("T")
+REFUSAL_SHOWN_CHARS = 1000
 
 
 @functools.cache
@@ -75,14 +57,22 @@ def make_openai_client(settings: Settings) -> AsyncOpenAI:
     )
 
 
-RecordCost = Callable[[CostEntry, dict[str, Any]], Awaitable[Any]]
+@dataclass(frozen=True, slots=True)
+class _Call:
+    role: str
+    model: str
+    kind: str  # chat | embeddings
+    kwargs: dict[str, Any]
+    sent: Sent
+    step_index: int | None
 
 
 class LLMClient:
-    """One job's LLM access: guard → call (with retries) → cost entry + `llm_call` event.
+    """One job's LLM access: for each attempt, guard → request → cost entry + `llm_call` event.
 
     `record_cost(entry, data)` stores the cost entry and the `llm_call` event with `data` (one transaction)
-    and shows the event; `check_cancel` runs between retries."""
+    and shows the event. The guard's read of the job row carries the cancel flag, so a cancel stops the job
+    before any attempt, a retry's included."""
 
     def __init__(
         self,
@@ -91,7 +81,6 @@ class LLMClient:
         job_id: str,
         repo: str,
         guard: BudgetGuard,
-        check_cancel: CheckCancel,
         record_cost: RecordCost,
         client: AsyncOpenAI | None = None,
         prices: PriceBook | None = None,
@@ -100,10 +89,10 @@ class LLMClient:
         self.job_id = job_id
         self.repo = repo
         self.guard = guard
-        self.check_cancel = check_cancel
         self.record_cost = record_cost
         self.client = client or make_openai_client(settings)
         self.prices = prices or PriceBook.load(settings)
+        self.where = settings.openai_base_url or "https://api.openai.com/v1"
         # Longest first, so a secret containing another is replaced whole.
         self.secrets = sorted(settings.secret_values(), key=len, reverse=True)
 
@@ -122,58 +111,43 @@ class LLMClient:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int = 4096,
     ) -> LLMReply:
+        """The model's answer; raises ModelRefused when the model refuses (its words in `refusal`)."""
         model = self.model_for(role)
         price = self.prices.price(model)
         messages = self.scrub(messages)
-        # The guard reads the job row fresh, cancel flag included: a cancel stops the job before this call.
-        await self.guard.check(
-            model=model,
-            price=price,
-            prompt_tokens=count_message_tokens(messages, tools or ()),
-            max_tokens=max_tokens,
-        )
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            **self.prices.params(model).request(max_tokens),
+        }
         if tools:
             kwargs["tools"] = tools
-        started = time.monotonic()
-        response = await self._with_retries(kwargs)
-        latency_ms = int((time.monotonic() - started) * 1000)
-        usage = response.usage
-        tokens_in = usage.prompt_tokens if usage else count_message_tokens(messages, tools or ())
-        tokens_out = usage.completion_tokens if usage else max_tokens
-        usd = price.usd(tokens_in, tokens_out)
-        # The cost entry, the job's totals and the `llm_call` event: one transaction.
-        await self.record_cost(
-            CostEntry(
-                job_id=self.job_id,
-                step_index=step_index,
+        estimate = count_message_tokens(messages, tools or ())
+        sent = Sent(model, price, estimate, prompt_bound(messages, tools or []), max_tokens, 0.0)
+        reply = await self._attempts(_Call(role, model, "chat", kwargs, sent, step_index), parse_chat)
+        if reply.refusal is not None:
+            raise ModelRefused(
+                f"the {role} model {model} refused: “{reply.refusal[:REFUSAL_SHOWN_CHARS]}”",
+                refusal=reply.refusal,
                 role=role,
                 model=model,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                usd=usd,
-                latency_ms=latency_ms,
-                repo=self.repo,
-            ),
-            {
-                "role": role,
-                "model": model,
-                "tokens_in": tokens_in,
-                "tokens_out": tokens_out,
-                "usd": round(usd, 6),
-                "latency_ms": latency_ms,
-                "step_index": step_index,
-            },
-        )
-        if not response.choices:
-            raise TransientFailure(f"the LLM endpoint answered no choices for {model}")
-        message = response.choices[0].message
-        calls = [
-            {"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-            for c in (message.tool_calls or [])
-            if getattr(c, "function", None) is not None
-        ]
-        return LLMReply(message.content, calls, tokens_in, tokens_out, usd)
+            )
+        return reply
+
+    async def embed(self, texts: Sequence[str], *, step_index: int | None = None) -> list[list[float]]:
+        """Vectors for `texts` from EMBEDDING_MODEL, checked, retried and billed as chat calls are."""
+        model = self.settings.embedding_model
+        if not model:
+            raise PermanentFailure("no EMBEDDING_MODEL is set")
+        if not texts:
+            return []
+        price = self.prices.price(model)
+        inputs = [self.scrub_text(t) for t in texts]
+        kwargs = {"model": model, "input": inputs, "encoding_format": "float"}
+        estimate = sum(count_tokens(t) + 1 for t in inputs)
+        sent = Sent(model, price, estimate, prompt_bound(inputs), 0, 0.0)
+        call = _Call("embeddings", model, "embeddings", kwargs, sent, step_index)
+        return await self._attempts(call, functools.partial(parse_embeddings, count=len(inputs)))
 
     def scrub(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages with every configured secret replaced; a prompt never carries one."""
@@ -186,76 +160,103 @@ class LLMClient:
             text = text.replace(json.dumps(secret)[1:-1], "[redacted]")
         return list(json.loads(text))
 
-    async def _with_retries(self, kwargs: dict[str, Any]) -> Any:
-        where = self.settings.openai_base_url or "https://api.openai.com/v1"
+    def scrub_text(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    async def _attempts(self, call: _Call, parse: Callable[[Answer], T]) -> T:
         attempts = self.settings.llm_max_retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+        for attempt in range(1, attempts + 1):
+            checked = await self.guard.check(
+                model=call.model,
+                price=call.sent.price,
+                prompt_tokens=call.sent.prompt_estimate,
+                max_tokens=call.sent.max_out,
+            )
+            sent = replace(call.sent, checked_usd=checked)
             try:
-                return await self.client.chat.completions.create(**kwargs)
-            except openai.AuthenticationError as exc:
-                raise PermanentFailure(
-                    f"the LLM endpoint {where} refused the API key (401); check OPENAI_API_KEY"
-                ) from exc
-            except openai.RateLimitError as exc:
-                if last:
-                    raise TransientFailure(
-                        f"rate limited by the LLM endpoint {where} after {attempts} attempts",
-                        retry_after=_retry_after(exc),
-                    ) from exc
-                delay = _delay(exc, attempt)
-            except openai.APITimeoutError as exc:
-                if last:
-                    raise TransientFailure(f"the LLM endpoint {where} timed out {attempts} times") from exc
-                delay = _backoff(attempt)
-            except openai.APIConnectionError as exc:
-                if last:
-                    raise PermanentFailure(
-                        f"the LLM endpoint {where} is unreachable ({exc.__cause__ or exc}); "
-                        "check OPENAI_BASE_URL"
-                    ) from exc
-                delay = _backoff(attempt)
-            except openai.APIStatusError as exc:
-                if exc.status_code < 500:
-                    raise PermanentFailure(
-                        f"the LLM endpoint {where} refused the request ({exc.status_code}): "
-                        f"{_error_text(exc)}"
-                    ) from exc
-                if last:
-                    raise TransientFailure(
-                        f"the LLM endpoint {where} kept failing ({exc.status_code}) after {attempts} attempts"
-                    ) from exc
-                delay = _delay(exc, attempt)
-            log.warning("LLM call failed; retrying in %.1fs", delay, extra={"job_id": self.job_id})
+                return await self._attempt(call, sent, attempt, parse)
+            except Failed as failed:
+                if not failed.retry or attempt == attempts:
+                    raise failed.final(where=self.where, model=call.model, attempts=attempt) from failed
+                delay = failed.delay(attempt - 1)
+                log.warning(
+                    "LLM request failed (%s); retrying in %.1fs",
+                    failed.outcome,
+                    delay,
+                    extra={"job_id": self.job_id},
+                )
             await asyncio.sleep(delay)
-            await self.check_cancel()
         raise AssertionError("unreachable")
 
+    async def _attempt(self, call: _Call, sent: Sent, attempt: int, parse: Callable[[Answer], T]) -> T:
+        started = time.monotonic()
+        failure: Failed | None = None
+        result: T | None = None
+        refusal: str | None = None
+        try:
+            answer = await post(self.client, call.kind, call.kwargs)
+        except Failed as failed:
+            failure = failed
+            billing = worst_case(sent) if failed.billed else not_billed()
+        else:
+            billing = bill(sent, answer.body.get("usage"), embeddings=call.kind == "embeddings")
+            try:
+                result = parse(answer)
+            except Failed as failed:
+                failure = failed
+            refusal = getattr(result, "refusal", None)
+        outcome = failure.outcome if failure else ("refused" if refusal is not None else "ok")
+        note = "; ".join(n for n in (billing.note, failure.detail if failure else None) if n) or None
+        if failure is None or failure.left:
+            await self._record(call, sent, billing, outcome, note, attempt, started, refusal)
+        if failure is not None:
+            raise failure
+        assert result is not None
+        return result
 
-def _backoff(attempt: int) -> float:
-    # Full jitter: spreads retries of many workers hitting the same limit.
-    return random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
-
-
-def _delay(exc: openai.APIStatusError, attempt: int) -> float:
-    after = _retry_after(exc)
-    return _backoff(attempt) if after is None else after
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
-    if value is None:
-        return None
-    try:
-        return min(RETRY_AFTER_MAX_SECONDS, max(0.0, float(value)))
-    except ValueError:
-        return None
-
-
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(exc.message)[:300]
+    async def _record(
+        self,
+        call: _Call,
+        sent: Sent,
+        billing: Billing,
+        outcome: str,
+        note: str | None,
+        attempt: int,
+        started: float,
+        refusal: str | None,
+    ) -> None:
+        latency_ms = int((time.monotonic() - started) * 1000)
+        entry = CostEntry(
+            job_id=self.job_id,
+            step_index=call.step_index,
+            role=call.role,
+            model=call.model,
+            tokens_in=billing.tokens_in,
+            tokens_out=billing.tokens_out,
+            tokens_cached=billing.tokens_cached,
+            tokens_reasoning=billing.tokens_reasoning,
+            usd=billing.usd,
+            checked_usd=sent.checked_usd,
+            billed_on=billing.billed_on,
+            outcome=outcome[:60],
+            note=(note or "")[:2000] or None,
+            attempt=attempt,
+            latency_ms=latency_ms,
+            repo=self.repo,
+        )
+        data: dict[str, Any] = {
+            "role": call.role,
+            "model": call.model,
+            **billing.event_data(),
+            "checked_usd": round(sent.checked_usd, 8),
+            "outcome": outcome,
+            "attempt": attempt,
+            "latency_ms": latency_ms,
+            "step_index": call.step_index,
+        }
+        if refusal is not None:
+            data["refusal"] = refusal[:REFUSAL_SHOWN_CHARS]
+        # The cost entry, the job's totals and the `llm_call` event: one transaction.
+        await self.record_cost(entry, data)

@@ -6,6 +6,7 @@ import logging
 
 from engine import events
 from engine.agents.planner import Plan
+from engine.llm.money import usd
 from engine.pipeline.jobrun import JobRun
 from engine.ports import CodeHost, PullRequest
 from engine.views import JobView
@@ -25,8 +26,8 @@ def pr_body(view: JobView, plan: Plan, public_url: str, note: str | None = None)
     lines += [f"- [{'x' if i in done else ' '}] {i + 1}. {s.title}" for i, s in enumerate(plan.steps)]
     lines += [
         "",
-        f"Cost: ${view.cost_usd:.4f} ({view.tokens_in:,} tokens in, {view.tokens_out:,} out, "
-        f"{view.requests} LLM calls)",
+        f"Cost: {usd(view.cost_usd)} ({view.tokens_in:,} tokens in, {view.tokens_out:,} out, "
+        f"{view.requests} LLM requests)",
     ]
     if note:
         lines += ["", f"**{note}**"]

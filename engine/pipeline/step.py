@@ -16,6 +16,7 @@ from engine.agents.instructions import Instruction, as_prompt, instruction_files
 from engine.agents.planner import Plan
 from engine.agents.rules import AgentRules
 from engine.agents.tools import ToolBox
+from engine.errors import ModelRefused
 from engine.llm.client import LLMClient
 from engine.pipeline.environment import JobEnvironment, SetupFailed
 from engine.pipeline.jobrun import JobRun
@@ -25,7 +26,7 @@ from engine.states import JobKind, StepState
 from engine.store.models import Job, utcnow
 from engine.views import StepView
 from engine.workspace.commands import TestResult, run_tests
-from engine.workspace.git import Worktree
+from engine.workspace.git import Worktree, git
 from engine.workspace.guard import EditGuard
 from engine.workspace.sandbox import CommandRunner
 
@@ -55,11 +56,11 @@ class JobContext:
 
 async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
     run, job, step = jc.run, jc.job, plan.steps[index]
+    # A done step either committed (and the branch has its commit) or changed nothing.
     if (
         saved
         and saved.state == StepState.DONE
-        and saved.commit_sha
-        and await jc.tree.contains(saved.commit_sha)
+        and (saved.commit_sha is None or await jc.tree.contains(saved.commit_sha))
     ):
         log.info("step %d already done; skipping", index, extra={"job_id": job.id})
         return
@@ -118,24 +119,44 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
             repair_rounds=run.settings.repair_rounds,
             max_turns=run.settings.coder_max_turns,
         )
-        sha = await jc.tree.commit(
-            f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}", sorted(guard.changed)
-        )
+        # Nothing to commit (no edit, every edit refused or undone): the step is done and says so; an empty
+        # commit would only clutter the PR.
+        changed = sorted(guard.changed)
+        sha = None
+        if changed and await _has_changes(jc.tree, changed):
+            message = f"{step.title}\n\nautodev job {job.id}, step {index + 1} of {total}"
+            sha = await jc.tree.commit(message, changed)
     except Exception as exc:
-        # Whatever ends the step (a limit, a refusal, a git failure, a bug) ends it `failed`, never `running`.
+        # Whatever ends the step (a limit, a refusal, a git failure, a bug) ends it `failed` (`refused` for a
+        # refusal), never `running`.
         reason = getattr(exc, "reason", None) or f"internal error: {type(exc).__name__}: {exc}"
         test = last_test[0] if last_test else None
+        state = StepState.REFUSED if isinstance(exc, ModelRefused) else StepState.FAILED
         await run.store.save_step(
             job.id,
             index,
-            state=StepState.FAILED.value,
+            state=state.value,
             error=reason[:4000],
             refused_edits=tools.refused,
             test_passed=test.passed if test else None,
             finished_at=utcnow(),
         )
-        await run.emit(events.STEP_FINISHED, {"index": index, "state": "failed", "error": reason[:500]})
+        finished: dict[str, Any] = {"index": index, "state": state.value, "error": reason[:500]}
+        if isinstance(exc, ModelRefused):
+            finished["refusal"] = exc.refusal[:1000]
+        await run.emit(events.STEP_FINISHED, finished)
         raise
+    if sha is None:
+        await run.store.save_step(
+            job.id,
+            index,
+            state=StepState.DONE.value,
+            repair_rounds=outcome.repair_rounds,
+            refused_edits=tools.refused,
+            finished_at=utcnow(),
+        )
+        await run.emit(events.STEP_FINISHED, {"index": index, "state": "done", "no_changes": True})
+        return
     await run.store.save_step(
         job.id,
         index,
@@ -150,6 +171,13 @@ async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | Non
     await jc.publisher.push(jc.tree)
     await jc.publisher.sync_pr(plan, ready=False)
     await run.emit(events.STEP_FINISHED, {"index": index, "state": "done", "commit_sha": sha})
+
+
+async def _has_changes(tree: Worktree, paths: list[str]) -> bool:
+    """Whether committing `paths` would change anything: an edit, a deletion, a new (even ignored) file."""
+    where = (f"--git-dir={tree.gitdir}", f"--work-tree={tree.path}")
+    listed = ("status", "--porcelain", "--ignored", "--untracked-files=all", "--", *paths)
+    return bool((await git(*where, *listed, cwd=tree.path)).strip())
 
 
 async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestResult | None:
@@ -210,6 +238,8 @@ async def build_context(jc: JobContext, *, query: str, step_index: int | None, n
         query=query,
         job_id=jc.job.id,
         named_files=named,
+        llm=jc.llm,
+        step_index=step_index,
     )
     diag = ctx.diagnostics
     summary: dict[str, Any] = {

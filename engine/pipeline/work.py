@@ -15,7 +15,7 @@ from engine import events
 from engine.agents.instructions import as_prompt, instruction_files
 from engine.agents.planner import Plan, make_plan
 from engine.agents.rules import AgentRules, load_agent_rules
-from engine.errors import JobStopped, LimitReached, PermanentFailure, TransientFailure
+from engine.errors import JobStopped, LimitReached, ModelRefused, PermanentFailure, TransientFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.client import LLMClient
 from engine.pipeline.environment import JobEnvironment
@@ -54,7 +54,6 @@ async def run_pipeline(run: JobRun) -> None:
         job_id=job.id,
         repo=job.repo,
         guard=BudgetGuard(store, settings, job.id, budget_cap_usd=config.budget_usd),
-        check_cancel=run.check_cancel,
         record_cost=run.record_llm_call,
     )
     publisher = Publisher(run, host, repo=job.repo, branch=branch, base=base)
@@ -110,18 +109,24 @@ async def _work(
             )
             for index in range(len(plan.steps)):
                 await run_step(jc, plan, index, saved.get(index))
-        except LimitReached as exc:
-            await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
+        except (LimitReached, ModelRefused) as exc:
+            if isinstance(exc, LimitReached):
+                await run.emit(events.LIMIT, {"limit": exc.limit, "reason": exc.reason})
+                note = f"Stopped early by the {exc.limit} limit: {exc.reason}"
+            else:
+                note = f"Stopped early: {exc.reason}"
             if plan is not None and await _committed_steps(jc):
                 # Keep what is done: the branch is pushed already; the PR stays a draft and says why.
-                await publisher.sync_pr(
-                    plan, ready=False, note=f"Stopped early by the {exc.limit} limit: {exc.reason}"
-                )
+                await publisher.sync_pr(plan, ready=False, note=note)
             raise
         finally:
             if environment is not None:
                 await environment.aclose()
         await run.set_phase("publishing")
+        if job.kind != JobKind.REVISE.value and not await _committed_steps(jc):
+            # Every step changed nothing: there is no branch to push and no pull request to open.
+            log.info("no step changed anything; nothing to publish", extra={"job_id": job.id})
+            return
         await publisher.push(tree)
         await publisher.sync_pr(plan, ready=True)
 

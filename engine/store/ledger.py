@@ -1,7 +1,8 @@
-"""The cost ledger: every LLM call's entry with the job's running totals, and what the budget guard reads."""
+"""The cost ledger: an entry per LLM request with the job's running totals, which the budget guard reads."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from engine.errors import JobNotFound
 from engine.store.db import session_scope
 from engine.store.eventlog import JOBS, EventLog
 from engine.store.models import Base, CostEntry, utcnow
+from engine.store.totals import add_llm_call
 from engine.views import JobEventView
 
 COST_ENTRIES = Base.metadata.tables[CostEntry.__tablename__]
@@ -37,8 +39,15 @@ class CostLedger(EventLog):
     async def add_cost(
         self, entry: CostEntry, event: tuple[str, dict[str, Any]] | None = None
     ) -> JobEventView | None:
-        """Record one LLM call, add it to the job's running totals and append `event` (its `llm_call`), all
-        in one transaction: one UPDATE of the job row takes the totals and the event's number together."""
+        """Record one request to the LLM endpoint, add it to the job's running totals and append `event`
+        (its `llm_call`), all in one transaction: one UPDATE of the job row takes the totals and the event's
+        number together. The budget guard reads these totals, so a cost that is not a finite, non-negative
+        number of dollars is refused here rather than let it lower what the job has spent."""
+        if not (math.isfinite(entry.usd) and entry.usd >= 0) or min(entry.tokens_in, entry.tokens_out) < 0:
+            raise ValueError(
+                f"a cost entry must not be negative: ${entry.usd}, {entry.tokens_in} in, "
+                f"{entry.tokens_out} out"
+            )
         totals: dict[str, Any] = {
             "cost_usd": JOBS.c.cost_usd + entry.usd,
             "tokens_in": JOBS.c.tokens_in + entry.tokens_in,
@@ -56,6 +65,7 @@ class CostLedger(EventLog):
             else:
                 appended = await self._append(session, entry.job_id, event[0], event[1], fields=totals)
             await conn.execute(insert(COST_ENTRIES).values(**cost))
+            await add_llm_call(conn, entry)
         return appended
 
     async def budget_state(self, job_id: str) -> BudgetState:

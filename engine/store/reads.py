@@ -141,6 +141,13 @@ def cost_view(entry: CostEntry) -> CostView:
         usd=entry.usd,
         latency_ms=entry.latency_ms,
         created_at=entry.created_at,
+        tokens_cached=entry.tokens_cached or 0,
+        tokens_reasoning=entry.tokens_reasoning or 0,
+        checked_usd=entry.checked_usd,
+        billed_on=entry.billed_on,
+        outcome=entry.outcome,
+        note=entry.note,
+        attempt=entry.attempt,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.redact import redact
 from engine.settings import Settings
 from engine.workspace.sandbox import (
     CommandRunner,
@@ -26,7 +27,7 @@ from engine.workspace.sandbox import (
 
 __all__ = [
     "RunOptions", "TestResult", "command_env", "command_runner", "detect_test_command", "hidden_paths",
-    "redact", "run_tests", "sandbox_status",
+    "run_tests", "sandbox_status",
 ]  # fmt: skip
 
 
@@ -154,10 +155,3 @@ async def run_tests(
         timed_out=result.timed_out,
         reason=result.reason,
     )
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text

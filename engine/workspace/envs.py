@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from engine.redact import redact
 from engine.settings import Settings
-from engine.workspace.commands import RunOptions, command_env, redact
+from engine.workspace.commands import RunOptions, command_env
 from engine.workspace.sandbox import CommandRunner, Limits, Mount
 from engine.workspace.setup import BaseFiles, SetupPlan, fingerprint, setup_script
 from engine.workspace.snapshot import checkout

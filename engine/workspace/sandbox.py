@@ -253,9 +253,15 @@ async def _write_pid_max(pid: int, value: int) -> None:
 
 
 def _count_processes(pid: int) -> int:
-    """Processes in the sandbox's PID namespace besides bwrap's init, seen through its own /proc."""
+    """Processes in the sandbox's PID namespace besides bwrap's init, seen through its own /proc.
+
+    Until bwrap has mounted that /proc, the path shows the host's (the same filesystem as ours): counting
+    it then would stop a command for the host's processes, so nothing is counted (nor running) yet."""
+    own = f"/proc/{pid}/root/proc"
     try:
-        return sum(name.isdigit() for name in os.listdir(f"/proc/{pid}/root/proc")) - 1
+        if os.stat(own).st_dev == os.stat("/proc").st_dev:
+            return 0
+        return sum(name.isdigit() for name in os.listdir(own)) - 1
     except OSError:
         return 0
 

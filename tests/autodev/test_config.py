@@ -33,6 +33,21 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
+def test_an_unknown_log_level_is_one_line_and_exit_2_not_a_traceback(tmp_path: Path) -> None:
+    """LOG_LEVEL=verbose passed validation and crashed in logging.setLevel with a traceback."""
+    result = run_cli("migrate", env={"LOG_LEVEL": "verbose"}, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "autodev: invalid setting LOG_LEVEL: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got 'verbose')"
+    ]
+    assert not (tmp_path / "data").exists()  # refused before anything ran
+
+
+def test_the_log_level_is_read_in_any_case() -> None:
+    assert load_settings(_env_file=None, log_level=" debug ").log_level == "DEBUG"
+
+
 def test_a_database_url_of_an_unsupported_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/x")
 

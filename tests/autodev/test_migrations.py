@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from engine.store.db import make_engine
+from engine.states import JobState
+from engine.store.db import make_engine, make_sessionmaker, upgrade
+from engine.store.jobs import JobLimits, JobStore
 from engine.store.models import Base
 
 
@@ -44,3 +47,29 @@ async def test_an_empty_sqlite_database_upgrades_to_head_with_every_table(sqlite
 
 async def test_autogenerate_against_the_models_shows_no_difference(any_database_url: str) -> None:
     assert await _diff(any_database_url) == []
+
+
+async def test_a_database_of_the_first_release_upgrades_and_keeps_its_jobs(tmp_path: Path) -> None:
+    """./data/autodev.db from before the engine's subpackages (revision 0001) opens under the new layout."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'autodev.db'}"
+    await upgrade(url, "0001")
+    with sqlite3.connect(tmp_path / "autodev.db") as db:
+        db.execute(
+            "INSERT INTO jobs (id, dedupe_key, access_token, kind, trigger, repo, title, task, requester, "
+            "origin, reporter_state, state, cancel_requested, attempts, last_seq, budget_usd, max_requests, "
+            "max_minutes, cost_usd, tokens_in, tokens_out, requests, context_diagnostics, created_at, "
+            "updated_at) VALUES ('old', 'k', 't', 'implement', 'cli', 'o/r', 't', 't', 'u', '{}', '{}', "
+            "'succeeded', 0, 1, 1, 5, 300, 60, 0.5, 10, 20, 1, '[]', '2026-11-20 00:00:00', "
+            "'2026-11-20 00:00:00')"
+        )
+
+    await upgrade(url)
+
+    engine = make_engine(url)
+    try:
+        store = JobStore(make_sessionmaker(engine), JobLimits(5.0, 300, 60.0))
+        view = await store.view("old")
+    finally:
+        await engine.dispose()
+    assert (view.state, view.cost_usd, view.sandbox) == (JobState.SUCCEEDED, 0.5, {})
+    assert await _diff(url) == []

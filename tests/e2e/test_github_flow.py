@@ -220,7 +220,8 @@ async def test_metrics_count_webhooks_jobs_and_llm_spend(
     assert 'autodev_webhook_requests_total{event="issues",status="202"}' in text
     assert 'autodev_webhook_requests_total{event="issues",status="401"}' in text
     assert 'autodev_jobs{state="succeeded",trigger="github_issue"} 1.0' in text
-    assert f'autodev_llm_calls{{model="{settings.model_coder}",role="coder"}} 2.0' in text
-    assert 'autodev_llm_dollars{model="' in text
+    assert 'autodev_jobs_finished_total{state="succeeded",trigger="github_issue"} 1.0' in text
+    assert f'autodev_llm_calls_total{{model="{settings.model_coder}",role="coder"}} 2.0' in text
+    assert 'autodev_llm_dollars_total{model="' in text
     assert 'autodev_job_duration_seconds_count{state="succeeded"} 1.0' in text
     assert "autodev_queue_depth 0.0" in text

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from engine.store.jobs import JobStore
-from engine.store.models import JobState
+from engine.store.models import CostEntry, JobState
 from tests.web.conftest import running_job, submit
 
 
@@ -20,7 +22,7 @@ async def test_the_page_shows_a_running_job_with_its_plan_steps_costs_context_an
     page = response.text
     for fact in ("octo/hello", "issue #7", "github_issue", "ada", "running", "coding"):
         assert fact in page
-    assert "$0.0670" in page and "$5.00 budget" in page  # cost against the budget
+    assert "$0.067" in page and "$5.00 budget" in page  # cost against the budget
     assert 'data-step="0" data-step-state="done"' in page
     assert 'data-step="1" data-step-state="running"' in page
     assert "1 of 2 done" in page
@@ -143,6 +145,36 @@ async def test_the_page_lists_what_the_job_was_told(client: httpx.AsyncClient, s
     assert "What this job was told" in page
     assert "For the whole job" in page and "<code>AGENTS.md</code> (120 characters)" in page
     assert "For step 2" in page and "<code>web/&lt;AGENTS&gt;.md</code> (4000 characters, cut to fit)" in page
+
+
+async def test_each_llm_request_shows_what_was_checked_and_what_was_billed(
+    client: httpx.AsyncClient, store: JobStore
+) -> None:
+    made = await submit(store, "Cheap job", budget_usd=0.001)
+    entries = [
+        # A normal call: billed on its usage, under the check.
+        dict(tokens_in=40, tokens_out=5, tokens_cached=30, usd=0.00007, checked_usd=0.0004, billed_on="usage",
+             outcome="ok", attempt=1),
+        # A timeout: billed at what was checked.
+        dict(tokens_in=50, tokens_out=100, usd=0.0004, checked_usd=0.0004, billed_on="worst case",
+             outcome="timed out", attempt=1, note="ReadTimeout"),
+        # A prompt dearer than estimated: billed above the check.
+        dict(tokens_in=900, tokens_out=100, tokens_reasoning=60, usd=0.0005, checked_usd=0.0004,
+             billed_on="usage", outcome="ok", attempt=2),
+    ]  # fmt: skip
+    for fields in entries:
+        await store.add_cost(
+            CostEntry(job_id=made.id, role="coder", model="gpt-5", latency_ms=5, repo="octo/hello", **fields)
+        )
+
+    page = (await client.get(made.url)).text
+
+    assert 'title="the worst case the budget guard checked' in page and ">Billed</th>" in page
+    assert "$0.00007" in page and "$0.0004" in page and "$0.0005" in page and "of $0.001 budget" in page
+    assert not re.search(r"\$0\.0+(?![0-9])", page)  # no amount rounded away to zero
+    assert "timed out" in page and "worst case" in page and "attempt 2" in page
+    assert "40 (30)" in page and "100 (60)" in page  # cached of the tokens in, reasoning of the tokens out
+    assert page.count('class="call over-checked"') == 1 and "over the check" in page
 
 
 async def test_the_page_shows_the_setup_its_commands_and_its_log(

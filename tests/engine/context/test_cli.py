@@ -4,11 +4,12 @@ from pathlib import Path
 import pytest
 
 from autodev.cli import build_parser
-from autodev.cmd_context import main, main_eval
+from autodev.cmd_context import main
+from autodev.cmd_eval import main_eval
 from engine.settings import Settings
 from tests.conftest import make_settings
 
-from .conftest import make_repo
+from .conftest import commit, git, make_repo
 
 REPO_FILES = {
     "src/auth/login.py": "def check_password(user, password):\n    return user.hash == password\n",
@@ -107,3 +108,27 @@ def test_context_command_refuses_a_missing_repo(
     args = build_parser().parse_args(["context", "--repo", str(tmp_path / "nope"), "q"])
     assert main(args, cli_settings) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_eval_localization_checks_out_each_commit_and_reports_per_language(
+    tmp_path: Path, cli_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An instance with a commit is ranked on that commit's tree, and the groups are reported."""
+    repo = make_repo(tmp_path / "repos" / "shop", REPO_FILES)
+    first = git(repo, "rev-parse", "HEAD")
+    git(repo, "rm", "-q", "src/billing/tax.py")
+    commit(repo, "drop tax")
+    lines = [
+        {"instance_id": "a", "repo_dir": "shop", "commit": first, "language": "python", "repo": "acme/shop",
+         "query": "vat_rate for Norway", "gold_files": ["src/billing/tax.py"]},
+        {"instance_id": "b", "repo_dir": "shop", "language": "go", "repo": "acme/shop",
+         "query": "check_password compares hashes", "gold_files": ["src/auth/login.py"]},
+    ]  # fmt: skip
+    dataset = tmp_path / "data.jsonl"
+    dataset.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = build_parser().parse_args(["eval-localization", str(dataset), "--repos", str(tmp_path / "repos")])
+    assert main_eval(args, cli_settings) == 0
+    printed = capsys.readouterr().out
+    assert "instances 2  recall@1 1.000" in printed
+    assert any(line.split()[:3] == ["go", "1", "1.000"] for line in printed.splitlines())
+    assert any(line.split()[:3] == ["python", "1", "1.000"] for line in printed.splitlines())

@@ -6,7 +6,7 @@ from engine.context import ContextEngine
 from engine.context.parse import chunk_spans, parse_file
 from engine.context.store import IndexCache
 
-from .conftest import commit, write
+from .conftest import commit, git, write
 
 
 def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Path) -> None:
@@ -17,23 +17,65 @@ def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Pa
     assert ("TAX_RATE", "variable") in found
 
 
-def test_other_languages_get_symbols_from_the_regex_fallback(sample_repo: Path) -> None:
+def test_other_languages_get_symbols_with_spans_from_tree_sitter(sample_repo: Path) -> None:
     js = parse_file(sample_repo, "web/static/app.js")
     go = parse_file(sample_repo, "server/main.go")
     assert js is not None and go is not None
-    assert {s.name for s in js.symbols} == {"renderCart", "CartView", "fetchOrders"}
-    assert {s.name for s in go.symbols} == {"handleLogin", "Session"}
-    assert next(s.line for s in go.symbols if s.name == "Session") == 6
+    assert {(s.name, s.kind) for s in js.symbols} == {
+        ("renderCart", "function"),
+        ("CartView", "class"),
+        ("constructor", "method"),
+        ("fetchOrders", "function"),
+    }
+    assert {(s.name, s.line, s.end_line) for s in go.symbols} == {("handleLogin", 3, 4), ("Session", 6, 7)}
+
+
+def test_rust_java_and_typescript_definitions_and_their_spans(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "src/lib.rs": "pub struct Glob { re: String }\n\nimpl Glob {\n    pub fn builder() -> Self {\n"
+            "        todo!()\n    }\n}\n\nmacro_rules! glob { () => {} }\n",
+            "Dates.java": "public class Dates {\n    public static String format(long t) {\n"
+            '        return "";\n    }\n}\n',
+            "app.ts": "export interface Options { a: number }\n"
+            "app.render = function render(view: string) {\n};\n",
+        },
+    )
+    spans = {
+        path: {(s.name, s.kind, s.line, s.end_line) for s in entry.symbols}
+        for path in ("src/lib.rs", "Dates.java", "app.ts")
+        if (entry := parse_file(tmp_path, path)) is not None
+    }
+    assert spans["src/lib.rs"] == {
+        ("Glob", "class", 1, 1),
+        ("Glob", "class", 3, 7),
+        ("builder", "method", 4, 6),
+        ("glob", "function", 9, 9),
+    }
+    assert spans["Dates.java"] == {("Dates", "class", 1, 5), ("format", "method", 2, 4)}
+    assert spans["app.ts"] == {("Options", "class", 1, 1), ("render", "function", 2, 3)}
+
+
+def test_a_language_without_a_grammar_falls_back_to_regex_symbols(tmp_path: Path) -> None:
+    write(tmp_path, {"script.zig": "pub fn main() void {\n}\n"})
+    entry = parse_file(tmp_path, "script.zig")
+    assert entry is not None and [s.name for s in entry.symbols] == ["main"]
 
 
 def test_binary_files_are_not_indexed(sample_repo: Path) -> None:
     assert parse_file(sample_repo, "assets/logo.png") is None
 
 
-def test_path_words_are_terms_of_the_file(sample_repo: Path) -> None:
-    entry = parse_file(sample_repo, "billing/payment.py")
-    assert entry is not None
-    assert entry.terms["billing"] >= 3 and entry.terms["payment"] >= 3
+async def test_path_words_and_defined_names_are_fields_of_their_own(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    index, _ = await ContextEngine(tmp_path / "cache").index(sample_repo, "acme/shop")
+    by_path = dict(zip(index.paths, index.field_scores("path", ["billing"]), strict=True))
+    assert by_path["billing/payment.py"] > 0 and by_path["web/static/app.js"] == 0
+    assert "billing" not in index.files["billing/payment.py"].terms  # the path is not content
+    by_symbol = dict(zip(index.paths, index.field_scores("symbols", ["refund"]), strict=True))
+    assert by_symbol["billing/payment.py"] > 0 and by_symbol["billing/invoice.py"] == 0
 
 
 def test_chunks_start_at_definitions_and_long_ones_are_windowed() -> None:
@@ -86,12 +128,30 @@ async def test_uncommitted_edits_are_indexed_on_top_of_the_commit(sample_repo: P
     assert "apply_discount" in index.definitions
 
 
-async def test_directory_without_git_is_indexed_from_scratch(tmp_path: Path) -> None:
-    write(tmp_path / "plain", {"a.py": "def alpha():\n    pass\n", ".hidden/b.py": "def beta(): pass\n"})
-    index, how = await ContextEngine(tmp_path / "cache").index(tmp_path / "plain", "plain")
+async def test_directory_without_git_is_cached_by_content_and_updated_from_its_stats(tmp_path: Path) -> None:
+    """Regression: a tree that is not a git repository was indexed from scratch for every query (issue 20)."""
+    from engine.context import engine as engine_module
+
+    plain = tmp_path / "plain"
+    write(
+        plain, {"a.py": "def alpha():\n    pass\n", ".hidden/b.py": "def beta(): pass\n", "c.py": "X = 1\n"}
+    )
+    index, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
     assert how["index"] == "built (not a git repository)"
-    assert list(index.files) == ["a.py"]
-    assert not (tmp_path / "cache").exists()
+    assert list(index.files) == ["a.py", "c.py"]
+    assert index.commit is not None and index.commit.startswith("tree:")
+    engine_module._LOADED.clear()  # a new process: from the disk cache, nothing parsed
+    again, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
+    assert (how["index"], how["files_parsed"], again.commit) == (
+        "cached (not a git repository)",
+        0,
+        index.commit,
+    )
+    write(plain, {"a.py": "def alpha_changed():\n    pass\n", "d.py": "def delta(): pass\n"})
+    (plain / "c.py").unlink()
+    changed, how = await ContextEngine(tmp_path / "cache").index(plain, "plain")
+    assert how["files_parsed"] == 3 and sorted(changed.files) == ["a.py", "d.py"]
+    assert "alpha_changed" in changed.definitions and changed.commit != index.commit
 
 
 async def test_the_cache_survives_a_round_trip_unchanged(sample_repo: Path, tmp_path: Path) -> None:
@@ -123,3 +183,21 @@ def test_a_planted_cache_file_runs_no_code_when_loaded(tmp_path: Path) -> None:
 
     assert cache.load_latest("acme/shop") is None
     assert not marker.exists()
+
+
+async def test_a_symlink_out_of_the_tree_is_never_read(tmp_path: Path) -> None:
+    """Regression: a file symlinked to one outside the repository (`/proc/self/environ`, a key file) was read
+    into the index, from where its text could reach a prompt."""
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("OPENAI_API_KEY=sk-live-do-not-leak\n")
+    write(tmp_path / "repo", {"app.py": "def run():\n    pass\n"})
+    (tmp_path / "repo" / "settings.py").symlink_to(secret)
+    (tmp_path / "repo" / "linked").symlink_to(secret.parent, target_is_directory=True)
+    for name in ("plain", "git"):
+        if name == "git":
+            git(tmp_path / "repo", "init", "-q")
+            commit(tmp_path / "repo", "with links")
+        index, _ = await ContextEngine(tmp_path / f"cache-{name}").index(tmp_path / "repo", f"acme/{name}")
+        assert list(index.files) == ["app.py"], name
+        assert "sk" not in {t for entry in index.files.values() for t in entry.terms}

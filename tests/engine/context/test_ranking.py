@@ -73,3 +73,10 @@ async def test_chunks_below_the_minimum_score_are_left_out(tmp_path: Path) -> No
     engine = ContextEngine(tmp_path / "cache", min_score=100.0)
     pack = await engine.build(_repo(tmp_path), "acme/shop", "reconcile the ledger", budget_tokens=4000)
     assert {c["source"] for c in pack.diagnostics["chosen"]} == {"repo-map"}
+
+
+def test_a_word_before_a_parenthesis_in_prose_is_not_an_identifier() -> None:
+    """Regression: a space before `(` was allowed, so "the output (which is wrong)" named `output`."""
+    hints = parse_query("Fix merge of headers (#2656): the output (which is wrong) calls render_view()")
+    assert {"merge", "headers", "output"}.isdisjoint(hints.identifiers)
+    assert "render_view" in hints.identifiers

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine.pipeline.run import EngineDeps, run_job
 from engine.settings import Settings
 from engine.store.jobs import JobStore
@@ -12,7 +14,7 @@ from tests.engine.conftest import RecordingHost, branch_log, llm_settings, plan,
 from tests.support.fake_llm import FakeLLM
 
 
-async def test_a_429_then_200_is_retried_and_only_the_success_is_billed(
+async def test_a_429_then_a_503_are_retried_each_recorded_and_only_the_answers_billed(
     tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, remote: Path
 ) -> None:
     settings = llm_settings(tmp_path, database_url, llm)
@@ -26,7 +28,15 @@ async def test_a_429_then_200_is_retried_and_only_the_success_is_billed(
     assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
 
     view = await store.view(job_id)
-    assert len(llm.requests) == 5 and view.requests == 3 and len(view.costs) == 3
+    # Every request that left is in the ledger and counts against JOB_MAX_REQUESTS; refusals cost nothing.
+    assert len(llm.requests) == 5 and view.requests == 5 and len(view.costs) == 5
+    assert [(c.outcome, c.attempt, c.billed_on) for c in view.costs[:3]] == [
+        ("HTTP 429", 1, "not billed"),
+        ("HTTP 503", 2, "not billed"),
+        ("ok", 3, "usage"),
+    ]
+    assert view.costs[0].usd == 0 and all(c.checked_usd and c.checked_usd > 0 for c in view.costs)
+    assert view.cost_usd == pytest.approx(sum(c.usd for c in view.costs))
 
 
 async def test_a_persistent_rate_limit_ends_with_a_reason_saying_rate_limited(
@@ -116,7 +126,8 @@ async def test_the_budget_running_out_mid_step_stops_before_the_next_call_keepin
 ) -> None:
     settings = llm_settings(tmp_path, database_url, llm)
     llm.reply_json(plan("First", "Second"), tokens=(100, 100))
-    llm.reply_text("nothing needed", tokens=(100, 100))
+    llm.reply_tool_calls(("create_file", {"path": "first.txt", "content": "1\n"}), tokens=(100, 100))
+    llm.reply_text("done", tokens=(100, 100))
     llm.reply_tool_calls(("create_file", {"path": "big.txt", "content": "x\n"}), tokens=(10_000, 1_000))
     llm.reply_text("never sent")
     host = RecordingHost(remote)
@@ -127,7 +138,7 @@ async def test_the_budget_running_out_mid_step_stops_before_the_next_call_keepin
 
     view = await store.view(job_id)
     assert (view.failure_reason or "").startswith("budget limit reached")
-    assert llm.remaining == 1 and view.requests == 3 and view.cost_usd <= 0.09
+    assert llm.remaining == 1 and view.requests == 4 and view.cost_usd <= 0.09
     assert view.events[-1].data["limit"] == "budget"
     assert view.branch and branch_log(remote, view.branch) == ["First"]
     assert host.prs and host.prs[0].draft is True
@@ -169,5 +180,23 @@ async def test_the_daily_cap_stops_a_call_that_could_cross_it(
 
     assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.FAILED
     reason = (await store.view(job_id)).failure_reason or ""
-    assert reason.startswith("budget limit reached") and "daily cap of $0.01" in reason
+    assert reason.startswith("budget limit reached") and "daily cap of $0.005" in reason
     assert llm.requests == []
+
+
+async def test_a_jobs_embeddings_are_billed_in_its_ledger_and_count_against_its_limits(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, remote: Path
+) -> None:
+    """Regression: with EMBEDDING_MODEL set, embedding calls bypassed the guard and the ledger."""
+    settings = llm_settings(tmp_path, database_url, llm, embedding_model="text-embedding-3-small")
+    llm.reply_json(plan("Touch")).reply_text("nothing to change")
+    job_id = await submit(store)
+
+    assert await run(job_id, settings, store, RecordingHost(remote)) is JobState.SUCCEEDED
+
+    view = await store.view(job_id)
+    roles = [c.role for c in view.costs]
+    assert roles.count("embeddings") == len(llm.embedding_requests) >= 2 and roles.count("planner") == 1
+    assert view.requests == len(view.costs) and view.cost_usd == pytest.approx(sum(c.usd for c in view.costs))
+    step_embeddings = [c for c in view.costs if c.role == "embeddings" and c.step_index == 0]
+    assert step_embeddings and all(c.model == "text-embedding-3-small" for c in step_embeddings)

@@ -108,4 +108,6 @@ async def test_refused_edits_in_a_job_are_told_counted_and_change_nothing_outsid
     answers = [m["content"] for m in llm.requests[2]["messages"] if m["role"] == "tool"]
     assert len(answers) == 5 and all(a.startswith("error: refused") for a in answers)
     assert list(outside.iterdir()) == [] and not Path("/etc/x").exists()  # noqa: ASYNC240
-    assert git(remote, "show", f"{view.branch}:.github/workflows/ci.yml") == "on: push\n"
+    # Every edit was refused, so the step changed nothing: no commit, no branch pushed, main untouched.
+    assert view.steps[0].commit_sha is None and git(remote, "branch", "--list", view.branch or "") == ""
+    assert git(remote, "show", "main:.github/workflows/ci.yml") == "on: push\n"

@@ -1,0 +1,75 @@
+"""Okapi BM25 over documents given as term counts, in numpy: postings per term, scored term by term.
+
+The index already holds each file's term counts (counted in worker processes), so the model is built from
+them directly; a query touches only its own terms' postings, not every document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+IDF_FLOOR = 0.05
+
+
+class Bm25:
+    def __init__(
+        self,
+        counts: Sequence[Mapping[str, int]],
+        lengths: Sequence[int] | None = None,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> None:
+        self.k1, self.b = k1, b
+        self.size = len(counts)
+        self.vocabulary: dict[str, int] = {}
+        term_ids: list[int] = []
+        doc_ids: list[int] = []
+        frequencies: list[int] = []
+        vocabulary = self.vocabulary
+        for doc, terms in enumerate(counts):
+            for term, count in terms.items():
+                term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
+                doc_ids.append(doc)
+                frequencies.append(count)
+        terms_array = np.asarray(term_ids, dtype=np.int32)
+        order = np.argsort(terms_array, kind="stable")
+        self._docs = np.asarray(doc_ids, dtype=np.int32)[order]
+        self._tf = np.asarray(frequencies, dtype=np.float32)[order]
+        document_counts = np.bincount(terms_array, minlength=len(vocabulary))
+        self._offsets = np.concatenate(([0], np.cumsum(document_counts))).astype(np.int64)
+        if lengths is None:
+            lengths = [sum(terms.values()) for terms in counts]
+        self._relative = np.asarray(lengths, dtype=np.float32)
+        self._relative /= float(self._relative.mean()) if self.size and self._relative.any() else 1.0
+        self._norm = self._length_norm(b)
+        # Okapi's idf with a small positive floor: a term in more than half the documents would otherwise
+        # push its documents below those without it; "mentions it" stays above "does not".
+        idf = np.log((self.size - document_counts + 0.5) / (document_counts + 0.5))
+        self._idf = np.maximum(idf, IDF_FLOOR).astype(np.float32)
+
+    def _length_norm(self, b: float) -> np.ndarray:
+        return (self.k1 * (1 - b + b * self._relative)).astype(np.float32)
+
+    def idf(self, term: str) -> float:
+        position = self.vocabulary.get(term)
+        return 0.0 if position is None else float(self._idf[position])
+
+    def scores(
+        self, terms: Sequence[str], weights: Sequence[float] | None = None, *, b: float | None = None
+    ) -> np.ndarray:
+        """The score of every document for the query terms (each term once; `weights` scale each term; `b`
+        overrides the length normalisation the model was built with)."""
+        out = np.zeros(self.size, dtype=np.float32)
+        norm = self._norm if b is None or b == self.b else self._length_norm(b)
+        for i, term in enumerate(terms):
+            position = self.vocabulary.get(term)
+            if position is None:
+                continue
+            start, end = self._offsets[position], self._offsets[position + 1]
+            docs, tf = self._docs[start:end], self._tf[start:end]
+            gain = self._idf[position] * tf * (self.k1 + 1) / (tf + norm[docs])
+            out[docs] += gain * (weights[i] if weights is not None else 1.0)
+        return out.astype(float)

@@ -1,0 +1,63 @@
+"""What an issue's text says about where to look: its terms, the paths and stack-trace frames it names, and
+the identifiers (names in backticks, calls, snake_case, camelCase, dotted paths) it mentions."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from engine.context.tokenize import tokenize
+
+MAX_QUERY_TERMS = 64
+
+_FRAME_PY = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
+_PATH_LINE = re.compile(r"([\w./\\-]+\.[A-Za-z]{1,5}):(\d+)")
+_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
+_IDENTIFIER = re.compile(
+    r"`([^`\s]+)`|\b([A-Za-z_]\w*)\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"
+)
+_DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
+_PROSE_EXTENSIONS = frozenset({"e.g", "i.e", "etc"})
+
+
+@dataclass
+class QueryHints:
+    terms: list[str]
+    title_terms: set[str] = field(default_factory=set)  # the first line's: an issue's title says most
+    paths: set[str] = field(default_factory=set)
+    frames: list[tuple[str, int]] = field(default_factory=list)
+    identifiers: set[str] = field(default_factory=set)
+
+
+def parse_query(query: str) -> QueryHints:
+    title = next((line for line in query.splitlines() if line.strip()), "")
+    hints = QueryHints(terms=_query_terms(query), title_terms=set(tokenize(title)))
+    for match in _FRAME_PY.finditer(query):
+        hints.frames.append((_normal(match.group(1)), int(match.group(2))))
+        if match.group(3) and match.group(3) != "<module>":
+            hints.identifiers.add(match.group(3).lower())
+    for match in _PATH_LINE.finditer(query):
+        hints.frames.append((_normal(match.group(1)), int(match.group(2))))
+    for match in _PATH.finditer(query):
+        if match.group(1).lower() not in _PROSE_EXTENSIONS:
+            hints.paths.add(_normal(match.group(1)))
+    for match in _IDENTIFIER.finditer(query):
+        word = next(g for g in match.groups() if g)
+        for part in re.split(r"[.:]+", word.strip("()")):
+            if re.fullmatch(r"[A-Za-z_]\w*", part) and len(part) > 2:
+                hints.identifiers.add(part.lower())
+    for match in _DOTTED.finditer(query):
+        parts = match.group(1).split(".")
+        hints.paths.add("/".join(parts) + ".py")  # `engine.jobs` may be the module engine/jobs.py
+        hints.identifiers.update(p.lower() for p in parts[1:] if len(p) > 2)
+    return hints
+
+
+def _normal(path: str) -> str:
+    return path.replace("\\", "/").lstrip("./") if not path.startswith("/") else path.replace("\\", "/")
+
+
+def _query_terms(query: str) -> list[str]:
+    counts = Counter(tokenize(query))
+    return [term for term, _ in counts.most_common(MAX_QUERY_TERMS)]

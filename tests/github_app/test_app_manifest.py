@@ -1,0 +1,88 @@
+"""app.yml: the App subscribes to what autodev handles, and the setup page registers exactly app.yml."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from engine.store.jobs import JobStore
+from github_app import GitHubApp, manifest
+from github_app.payloads import EVENT_MODELS
+from github_app.triggers import Triggers
+from github_app.webhooks import HANDLED_EVENTS
+from tests.conftest import make_settings
+from tests.github_app.conftest import deliver, http_client
+
+APP_YML = Path(__file__).resolve().parents[2] / "app.yml"
+# Announced in app.yml for the PR follow-through work; acknowledged and counted until it lands.
+ANNOUNCED = {"check_suite", "workflow_run"}
+# The repository permission GitHub asks of an App for each event it subscribes to.
+PERMISSION_OF = {
+    "issues": "issues",
+    "issue_comment": "issues",
+    "pull_request_review": "pull_requests",
+    "check_run": "checks",
+    "check_suite": "checks",
+    "workflow_run": "actions",
+}
+
+
+def posted_manifest(page: httpx.Response) -> dict[str, Any]:
+    value = re.search(r'name="manifest" value="([^"]*)"', page.text)
+    assert value is not None, page.text
+    data: dict[str, Any] = json.loads(unescape(value[1]))
+    return data
+
+
+async def test_the_setup_page_posts_app_yml_with_this_deployments_urls(
+    tmp_path: Path, store: JobStore
+) -> None:
+    """The manifest flow had its own copy of the permissions and events, already out of step with app.yml."""
+    settings = make_settings(tmp_path, public_url="https://autodev.example/")
+    async with http_client(GitHubApp(settings, store, None, None)) as client:
+        posted = posted_manifest(await client.get("/github/setup"))
+    app_yml = yaml.safe_load(APP_YML.read_text())
+
+    assert re.fullmatch(r"autodev-[0-9a-f]{6}", posted["name"])  # App names are global on GitHub
+    assert posted == {
+        **app_yml,  # permissions, events, description, public: as written
+        "name": posted["name"],
+        "url": "https://autodev.example",
+        "hook_attributes": {"url": "https://autodev.example/github/webhooks", "active": True},
+        "redirect_url": "https://autodev.example/github/setup/callback",
+    }
+
+
+def test_the_app_subscribes_only_to_events_it_handles_and_the_two_announced() -> None:
+    """pull_request had no handler: every delivery of it cost the user's quota and autodev's ingress."""
+    events = manifest.events()
+
+    assert len(events) == len(set(events))
+    assert set(events) == set(HANDLED_EVENTS) | ANNOUNCED
+    for name in HANDLED_EVENTS:
+        assert name in EVENT_MODELS and callable(getattr(Triggers, name, None)), name
+    assert "pull_request" not in events
+
+
+def test_each_subscribed_event_has_the_permission_github_requires_for_it() -> None:
+    permissions = manifest.permissions()
+
+    for event in manifest.events():
+        assert PERMISSION_OF[event] in permissions, event
+    assert permissions["checks"] == "write" and permissions["contents"] == "write"
+
+
+async def test_announced_events_are_acknowledged_and_counted(
+    client: httpx.AsyncClient, gh_app: GitHubApp
+) -> None:
+    for event in sorted(ANNOUNCED):
+        response = await deliver(client, event, {"action": "completed", "installation": {"id": 77}})
+        assert response.status_code == 202 and "not handled" in response.json()["ignored"]
+
+    assert gh_app.deliveries.pending == {("check_suite", 202): 1, ("workflow_run", 202): 1}
