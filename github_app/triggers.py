@@ -69,7 +69,7 @@ class Triggers:
         self.queue = queue
         self.api = api
         self.redis = redis
-        self.intake = Intake(store, queue)
+        self.intake = Intake.for_jobs(store, queue)
         # (repo, user) → (permission, monotonic expiry): spares the Redis round trip on a burst of webhooks.
         self._permissions: dict[tuple[str, str], tuple[str, float]] = {}
         # Lookups in flight: a burst from one sender asks Redis (or GitHub) once, not once per delivery.
