@@ -10,7 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from autodev import metrics
+from autodev.body_limit import BodyLimit, Limit
 from autodev.runtime import Runtime
+from bot.app import MAX_BODY_BYTES as SLACK_MAX_BODY_BYTES
 from engine.store.db import ping
 from web import make_router as job_pages
 from web import render_html
@@ -18,11 +20,22 @@ from web import render_html
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+# Every route without its own limit: the job pages' forms (a login token, a CSRF value) and GETs.
+FORM_MAX_BODY_BYTES = 16 * 1024
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="autodev", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+    # Bodies are bounded while they stream, before any route or parser sees them; no route takes files.
+    app.add_middleware(
+        BodyLimit,
+        routes={
+            "/github/webhooks": Limit(runtime.settings.webhook_max_body_bytes),
+            "/slack/events": Limit(SLACK_MAX_BODY_BYTES),
+        },
+        default=Limit(FORM_MAX_BODY_BYTES),
+    )
     # First: Starlette tries routes in order, and GitHub's webhooks are the busiest path by far.
     app.include_router(runtime.github.router)
 

@@ -108,3 +108,17 @@ async def test_http_mode_is_off_without_a_signing_secret(
         response = await sender.post(body, headers)
     assert response.status_code == 503
     await bot.aclose()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+async def test_bodies_bolt_cannot_parse_are_a_400_signed_or_a_401_unsigned_never_a_500(
+    slack: SlackClient,
+) -> None:
+    """Regression: Bolt parses a body before checking its signature; bad or deeply nested JSON was a 500."""
+    for body in ("payload=" + DEEP, "{" + DEEP, "payload=%7Bnot+json", "{not json"):
+        unsigned = await slack.post(body, {"content-type": "application/x-www-form-urlencoded"})
+        assert unsigned.status_code == 401
+        signed = await slack.post(body, slack.signed(body))
+        assert (signed.status_code, signed.text) == (400, "body is not a Slack request")
