@@ -50,6 +50,10 @@ def create_app(runtime: Runtime) -> FastAPI:
             "redis": await _check(runtime.redis.ping()),
         }
         ready = all(c["ok"] for c in checks.values())
+        # Reported, not part of `ready`: a bad Slack token must not take GitHub's webhooks out of service.
+        if runtime.settings.slack_configured:
+            problem = runtime.slack.problem
+            checks["slack"] = {"ok": problem is None, **({"error": problem} if problem else {})}
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/", response_class=HTMLResponse)
@@ -80,18 +84,21 @@ def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
         {
             "name": "GitHub App",
             "configured": settings.github_configured,
+            "problem": None,
             "how": "Open /github/setup to register the App in one click, or set GITHUB_APP_ID, "
             "GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET. Webhooks: POST /github/webhooks.",
         },
         {
             "name": "Slack",
             "configured": settings.slack_configured,
+            "problem": runtime.slack.problem if settings.slack_configured else None,
             "how": "Create the app from slack-manifest.yml, then set SLACK_BOT_TOKEN and "
             "SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode). Requests: POST /slack/events.",
         },
         {
             "name": "LLM",
             "configured": settings.llm_configured,
+            "problem": None,
             "how": "Set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server (Ollama, vLLM); "
             f"models: MODEL_PLANNER={settings.model_planner}, MODEL_CODER={settings.model_coder}.",
         },

@@ -78,6 +78,7 @@ async def run_service(
     tasks: list[asyncio.Task[None]] = []
     try:
         if web:
+            runtime.slack.start()  # the bot token's check, in the background
             await runtime.slack.start_socket_mode()
             config = uvicorn.Config(
                 create_app(runtime), host=host, port=port, log_config=None, lifespan="off"

@@ -24,6 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
+from bot.identity import SlackIdentity
 from bot.replay import ReplayGuard
 from bot.reporter import SlackReporter
 from bot.service import SlackService
@@ -91,16 +92,24 @@ class SlackBot:
         self.client = make_client(settings) if settings.slack_configured else None
         self.app: AsyncApp | None = None
         self.service: SlackService | None = None
+        self.identity = SlackIdentity(self.client) if self.client is not None else None
         self._socket_handler: Any = None
         self._socket_task: asyncio.Task[None] | None = None
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         self.replay = ReplayGuard(secret, redis) if secret else None
         self.verifier = SignatureVerifier(secret) if secret else None
-        if self.client is not None:
+        if self.client is not None and self.identity is not None:
             self.service = SlackService(settings, store, queue, self.client)
             # Socket Mode alone has no signing secret; HTTP is then off (below), so nothing goes unverified.
             self.app = AsyncApp(
-                client=self.client,
+                # Bolt's own client carries no token: it gets the bot's from `authorize`, which never calls
+                # Slack (bot/identity.py); the listeners post through self.client.
+                client=AsyncWebClient(
+                    base_url=self.client.base_url,
+                    timeout=self.client.timeout,
+                    retry_handlers=self.client.retry_handlers,
+                ),
+                authorize=self.identity.authorizer(),
                 signing_secret=secret or None,
                 request_verification_enabled=bool(secret),
                 process_before_response=False,
@@ -127,6 +136,16 @@ class SlackBot:
             log.warning("refused a replayed Slack request")
             return PlainTextResponse("replayed request", status_code=401)
         return await self._handler.handle(request)
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the Slack surface now (a rejected token, not verified yet), if anything."""
+        return self.identity.problem if self.identity is not None else None
+
+    def start(self) -> None:
+        """Background work of a web process: check the bot's token once (Socket Mode has its own start)."""
+        if self.identity is not None:
+            self.identity.start()
 
     def reporter_for(self, view: JobView) -> Reporter | None:
         """Jobs started from Slack, and any job on a repo a channel follows (looked up at the first event)."""
@@ -161,6 +180,8 @@ class SlackBot:
             await asyncio.wait_for(self.tasks.wait(), timeout=10)
         except TimeoutError:
             await self.tasks.cancel()
+        if self.identity is not None:
+            await self.identity.aclose()
         if self._socket_task is not None:
             self._socket_task.cancel()
             await asyncio.gather(self._socket_task, return_exceptions=True)

@@ -1,8 +1,9 @@
 """Store first, decide later, through the whole service (web app, ARQ on Redis, the worker's retries):
-GitHub failing at the moment of a trigger loses nothing and fakes nothing."""
+GitHub or Slack failing at the moment of a trigger loses nothing and fakes nothing."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ from sqlalchemy import select
 from autodev.app import create_app
 from autodev.runtime import Runtime
 from autodev.serve import build_worker
-from engine.store.models import GitHubDelivery
+from engine.store.db import session_scope
+from engine.store.models import GitHubDelivery, Installation, InstallationRepo
 from github_app.client import MAX_RETRIES
+from tests.bot.conftest import CHANNEL, SIGNING_SECRET, SlackClient
+from tests.bot.conftest import REPO as SLACK_REPO
 from tests.e2e.test_github_flow import SLUG, labeled_issue, stack_settings
 from tests.e2e.test_github_flow import remote as remote
 from tests.github_app.conftest import REPO, deliver
@@ -24,6 +28,12 @@ from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 
 PERMISSION = rf"/repos/{REPO}/collaborators/alice/permission"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens there once the socket is closed
 
 
 @pytest.fixture
@@ -87,3 +97,46 @@ async def test_a_permission_lookup_failing_for_good_ends_in_one_comment_and_no_j
     [notice] = repo.comments.values()
     assert "@alice I could not act on this: GitHub kept failing while I was checking" in notice["body"]
     assert [r.state for r in await rows(runtime)] == ["failed"]
+
+
+async def test_a_slash_command_is_acked_and_stored_while_slacks_api_cannot_be_reached(
+    tmp_path: Path, database_url: str, clean_redis: str, private_key: str
+) -> None:
+    """Regression: Bolt called auth.test inline on the first request; with Slack unreachable the command
+    got a 500 and no job."""
+    async with FakeGitHub(app_slug=SLUG) as github, FakeLLM() as llm:
+        settings = stack_settings(
+            tmp_path,
+            database_url,
+            clean_redis,
+            private_key,
+            github,
+            llm,
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=f"http://127.0.0.1:{closed_port()}/api/",
+            slack_allowed={CHANNEL: [SLACK_REPO]},
+        )
+        runtime = await Runtime.start(settings)
+        try:
+            async with session_scope(runtime.store.sessions) as session:
+                session.add(Installation(id=4242, account="octo"))
+                await session.flush()
+                session.add(InstallationRepo(installation_id=4242, repo=SLACK_REPO))
+            runtime.slack.start()  # the background check, as `autodev web` starts it
+            transport = httpx.ASGITransport(app=create_app(runtime))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                ack = await SlackClient(http).command(f"{SLACK_REPO} fix the typo")
+                assert ack.status_code == 200 and "is saved and starting" in ack.text
+                await runtime.slack.wait_idle()
+                [job] = await runtime.store.list_jobs()
+                assert (job.trigger, job.repo) == ("slack", SLACK_REPO)
+                assert (await runtime.queue.depth())[0] == 1, "queued even though the parent message failed"
+                ready = (await http.get("/readyz")).json()
+                assert ready["ready"] is True
+                assert ready["checks"]["slack"]["ok"] is False
+                assert "Slack unreachable" in ready["checks"]["slack"]["error"]
+                home = (await http.get("/")).text
+                assert "configured, but not verified yet: Slack unreachable" in home
+        finally:
+            await runtime.close()
