@@ -23,7 +23,7 @@ from engine.store.models import JobKind
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
 from github_app.payloads import CheckRunEvent, Event, Issue, IssueCommentEvent, IssuesEvent, ReviewEvent
-from github_app.permissions import Permissions
+from github_app.permissions import WRITERS, Permissions
 from github_app.replies import GitHubFailed, Replies
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class Triggers:
         user, repo = self.sender(event), self.repo(event)
         lookup = self.permissions.of(repo, user, self.installation(event))
         permission = await self.github(f"checking @{user}'s permission on {repo}", lookup)
-        if permission in ("admin", "maintain", "write"):
+        if permission in WRITERS:
             return True
         log.info("refused a trigger from %s (permission %s)", user, permission)
         if reply_on is not None:
