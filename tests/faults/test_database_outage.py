@@ -52,14 +52,16 @@ async def test_a_webhook_during_a_database_outage_gets_503_and_its_redelivery_ma
     assert warm.status_code == 202  # the pool holds live connections that the outage will break
 
     await proxy.cut()
-    during = await deliver(http, "issues", labeled_issue(settings), delivery="during-the-outage")
+    later = labeled_issue(settings)
+    later["issue"]["updated_at"] = "2026-11-21T10:00:00Z"  # another label event: another body
+    during = await deliver(http, "issues", later, delivery="during-the-outage")
     assert during.status_code == 503
     assert "redeliver" in during.json()["error"]
     ready = await http.get("/readyz")
     assert ready.status_code == 503
 
     await proxy.restore()
-    again = await deliver(http, "issues", labeled_issue(settings), delivery="during-the-outage")
+    again = await deliver(http, "issues", later, delivery="during-the-outage")
     assert again.status_code == 202 and again.json() == {"delivery": "during-the-outage", "stored": True}
     async with runtime.store.sessions() as session:
         rows = list(await session.scalars(select(GitHubDelivery)))
