@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from autodev import metrics
+from autodev.body_limit import BodyLimit, Limit
 from autodev.runtime import Runtime
+from bot.app import MAX_BODY_BYTES as SLACK_MAX_BODY_BYTES
 from engine.store.db import ping
 from engine.workspace.commands import sandbox_status
 from web import make_router as job_pages
@@ -29,11 +31,22 @@ DOCS = {
     for p in [PROJECT / "README.md", PROJECT / ".env.example", *sorted((PROJECT / "docs").glob("*.md"))]
     if p.is_file()
 }
+# Every route without its own limit: the job pages' forms (a login token, a CSRF value) and GETs.
+FORM_MAX_BODY_BYTES = 16 * 1024
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="autodev", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+    # Bodies are bounded while they stream, before any route or parser sees them; no route takes files.
+    app.add_middleware(
+        BodyLimit,
+        routes={
+            "/github/webhooks": Limit(runtime.settings.webhook_max_body_bytes),
+            "/slack/events": Limit(SLACK_MAX_BODY_BYTES),
+        },
+        default=Limit(FORM_MAX_BODY_BYTES),
+    )
     # First: Starlette tries routes in order, and GitHub's webhooks are the busiest path by far.
     app.include_router(runtime.github.router)
 
@@ -48,7 +61,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             "redis": await _check(runtime.redis.ping()),
         }
         ready = all(c["ok"] for c in checks.values())
-        # Not part of readiness (the service takes requests either way), but an operator must see it.
+        # Reported, not part of `ready`: a bad Slack token must not take GitHub's webhooks out of service.
+        if runtime.settings.slack_configured:
+            problem = runtime.slack.problem
+            checks["slack"] = {"ok": problem is None, **({"error": problem} if problem else {})}
+        # Not part of readiness either (the service takes requests either way), but an operator must see it.
         sandbox = await asyncio.to_thread(sandbox_status, runtime.settings)
         body = {"ready": ready, "checks": checks, "sandbox": sandbox}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -80,7 +97,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 media_type="text/plain",
             )
         # This process's webhook counts are stored first: what a scrape shows, no later scrape can lose.
-        await runtime.github.deliveries.flush()
+        await runtime.github.webhook_counts.flush()
         body = await metrics.render(runtime.store, runtime.queue)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
@@ -106,6 +123,7 @@ def sandbox_surface(status: dict[str, str | None]) -> dict[str, Any]:
     return {
         "name": "Sandbox for the repositories' commands",
         "configured": status["problem"] is None,
+        "problem": None,
         "how": f"{status['problem']}. Install bubblewrap (Debian: apt-get install bubblewrap) so that tests "
         "run isolated from autodev's secrets; SANDBOX=none runs them unsandboxed.",
         "link": ("/docs/README.md", "how the sandbox works"),
@@ -118,6 +136,7 @@ def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
         {
             "name": "GitHub App",
             "configured": settings.github_configured,
+            "problem": None,
             "how": "Register the App in one click, or set GITHUB_APP_ID, GITHUB_PRIVATE_KEY and "
             "GITHUB_WEBHOOK_SECRET. Webhooks: POST /github/webhooks.",
             "link": ("/github/setup", "Create the GitHub App"),
@@ -125,6 +144,7 @@ def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
         {
             "name": "Slack",
             "configured": settings.slack_configured,
+            "problem": runtime.slack.problem if settings.slack_configured else None,
             "how": "Create the app from slack-manifest.yml, then set SLACK_BOT_TOKEN and "
             "SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode). Requests: POST /slack/events.",
             "link": ("/docs/slack.md", "Slack setup") if "slack.md" in DOCS else None,
@@ -132,6 +152,7 @@ def surfaces(runtime: Runtime) -> list[dict[str, Any]]:
         {
             "name": "LLM",
             "configured": settings.llm_configured,
+            "problem": None,
             "how": "Set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible server (Ollama, vLLM); "
             f"models: MODEL_PLANNER={settings.model_planner}, MODEL_CODER={settings.model_coder}.",
             "link": None,

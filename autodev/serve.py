@@ -40,7 +40,7 @@ def build_worker(runtime: Runtime, *, burst: bool = False) -> AutodevWorker:
     return AutodevWorker(
         **worker_options(runtime.settings, burst=burst),
         redis_pool=runtime.redis,
-        ctx={"deps": runtime.engine_deps(), "queue": runtime.queue},
+        ctx={"deps": runtime.engine_deps(), "queue": runtime.queue, "deliveries": runtime.github.deliveries},
     )
 
 
@@ -78,6 +78,7 @@ async def run_service(
     tasks: list[asyncio.Task[None]] = []
     try:
         if web:
+            runtime.slack.start()  # the bot token's check, in the background
             await runtime.slack.start_socket_mode()
             config = uvicorn.Config(
                 create_app(runtime), host=host, port=port, log_config=None, lifespan="off"

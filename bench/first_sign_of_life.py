@@ -83,6 +83,7 @@ class TimedGitHub(FakeGitHub):
     def __init__(self) -> None:
         super().__init__()
         self.first: dict[tuple[str, str], float] = {}  # (kind, job id or issue number) → perf_counter()
+        self.job_of_issue: dict[str, str] = {}  # from the job's links in its comments on the issue
         self.changed = asyncio.Event()
 
     async def _dispatch(self, request: web.Request) -> web.Response:
@@ -91,6 +92,9 @@ class TimedGitHub(FakeGitHub):
         body = (await request.read()).decode(errors="replace")  # aiohttp keeps the body it read
         for kind, key in self.classify(request.method, request.path, body):
             self.first.setdefault((kind, key), arrived)
+        issue, found = ISSUE_CALL.fullmatch(request.path), JOB_URL.search(body)
+        if request.method == "POST" and issue and issue.group(2) == "comments" and found:
+            self.job_of_issue.setdefault(issue.group(1), found.group(1))
         self.changed.set()
         return response
 
@@ -108,6 +112,17 @@ class TimedGitHub(FakeGitHub):
         if method == "PATCH" and job and any(mark in body for mark in TERMINAL):
             return [("end", job)]
         return []
+
+    async def job_for(self, issue: str, within: float) -> str | None:
+        deadline = time.monotonic() + within
+        while issue not in self.job_of_issue:
+            self.changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+        return self.job_of_issue[issue]
 
     async def wait_for(self, kind: str, key: str, within: float) -> float | None:
         deadline = time.monotonic() + within
@@ -330,13 +345,17 @@ async def deliver_all(
             response = await http.post(url, content=body, headers=headers)
             delivery.accept = time.perf_counter() - t0
             delivery.status = response.status_code
-            delivery.job_id = str(response.json().get("job_id", "")) if response.status_code == 202 else ""
             results.append(delivery)
+            if response.status_code != 202 or not response.json().get("stored"):
+                continue
+            # The webhook stores the delivery; the worker makes the job, whose id its comment links.
+            arrived = await github.wait_for("eyes", str(delivery.number), args.timeout)
+            delivery.eyes = None if arrived is None else arrived - t0
+            delivery.job_id = await github.job_for(str(delivery.number), args.timeout) or ""
             if not delivery.job_id:
                 continue
-            for kind, key in (("eyes", str(delivery.number)), ("first", delivery.job_id)):
-                arrived = await github.wait_for(kind, key, args.timeout)
-                setattr(delivery, kind, None if arrived is None else arrived - t0)
+            arrived = await github.wait_for("first", delivery.job_id, args.timeout)
+            delivery.first = None if arrived is None else arrived - t0
             ended = await github.wait_for("end", delivery.job_id, args.timeout)
             delivery.end = None if ended is None else ended - t0
             await asyncio.sleep(args.gap + rng.uniform(0, args.jitter))

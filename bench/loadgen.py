@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/loadgen.py URL --rate 500 --duration 20 --body-file body.json \\
         [--header 'Name: value' ...] [--id-header X-GitHub-Delivery --id-prefix run1] \\
-        [--match '"created":true'] [--timeout 10] [--max-connections 512] [--loop uvloop|asyncio]
+        [--unique-json-field bench_nonce --sign-secret S [--signature-header X-Hub-Signature-256]] \\
+        [--match '"stored":true'] [--timeout 10] [--max-connections 512] [--loop uvloop|asyncio]
 
 wrk2 is not packaged here and wrk is closed-loop (a slow answer delays the next request, which hides the
 slowness: coordinated omission). This one schedules every request up front and measures each latency from
 its *scheduled* time, so a stall shows up in the percentiles of all the requests it delayed. Connections
 are raw keep-alive HTTP/1.1 sockets from a pool; a new one is opened whenever none is idle (up to
 --max-connections, after which requests wait for one, their wait counted). With --id-header, every request
-carries a unique value (prefix + counter). Prints one JSON object: achieved rate, p50/p90/p99/max latency,
-status counts, errors, and how many answers contained --match.
+carries a unique value (prefix + counter); with --unique-json-field the body (a JSON object) gets that
+value as one more member, so every body differs too, and with --sign-secret each body is signed
+(HMAC-SHA256, GitHub's `sha256=` form; the common start of the body is hashed once). Prints one JSON
+object: achieved rate, p50/p90/p99/max latency, status counts, errors, and how many answers contained
+--match.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -139,8 +145,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     host, port = url.hostname or "127.0.0.1", url.port or 80
     path = url.path or "/"
     body: bytes = args.body
-    headers = [f"Host: {url.netloc}", f"Content-Length: {len(body)}", *args.header]
+    headers = [f"Host: {url.netloc}", *args.header]
     head = f"{args.method} {path} HTTP/1.1\r\n" + "".join(h + "\r\n" for h in headers)
+    body_start = body.rstrip()[:-1] if args.unique_json_field else body  # the object without its "}"
+    signer = hmac.new(args.sign_secret.encode(), body_start, hashlib.sha256) if args.sign_secret else None
     match = args.match.encode() if args.match else None
 
     pool = Pool(host, port, args.max_connections)
@@ -159,9 +167,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async def one(i: int, scheduled: float) -> None:
         nonlocal matched, last_done
         request = head
+        request_id = f"{args.id_prefix}-{i}"
         if args.id_header:
-            request += f"{args.id_header}: {args.id_prefix}-{i}\r\n"
-        payload = (request + "\r\n").encode() + body
+            request += f"{args.id_header}: {request_id}\r\n"
+        this_body = body
+        if args.unique_json_field:
+            this_body = body_start + f',"{args.unique_json_field}":"{request_id}"}}'.encode()
+        if signer is not None:
+            signing = signer.copy()
+            signing.update(this_body[len(body_start) :])
+            request += f"{args.signature_header}: sha256={signing.hexdigest()}\r\n"
+        request += f"Content-Length: {len(this_body)}\r\n"
+        payload = (request + "\r\n").encode() + this_body
         conn: Connection | None = None
         try:
             conn = await asyncio.wait_for(pool.take(), args.timeout)
@@ -256,6 +273,9 @@ def main() -> int:
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     parser.add_argument("--id-header", help="a header that gets a unique value per request")
     parser.add_argument("--id-prefix", default=f"lg{os.getpid()}")
+    parser.add_argument("--unique-json-field", help="add the request's id to the JSON body under this name")
+    parser.add_argument("--sign-secret", help="sign each body with HMAC-SHA256 (GitHub's sha256= form)")
+    parser.add_argument("--signature-header", default="X-Hub-Signature-256")
     parser.add_argument("--match", help="count the answers whose body contains this text")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--max-connections", type=int, default=512)

@@ -9,22 +9,24 @@
 
 Everything runs on 127.0.0.1, each in its own process:
 - the fake GitHub (tests/support/fake_github.py), where the sender `alice` is a writer and the issue has two
-  comments: the webhook path asks it for the sender's permission once (then cached: 10 s in process, 60 s in
-  Redis); the issue's comments are read later by the worker, which does not run here;
+  comments. Since issue 18 the webhook never asks it anything (it stores the delivery; the worker, which
+  does not run here, asks for the sender's permission and the issue's comments); it is kept to show that;
 - the server under test, as a user runs it: `autodev web` (one uvicorn worker, on uvloop as cli.py picks it,
   httptools), configured by environment variables only, from a fresh folder: a fresh SQLite file (the default)
   or `--database-url` (PostgreSQL: the database is created if missing and EMPTIED), the embedded Redis (the
-  default) or `--redis-url` (that db is FLUSHED first). No worker runs: the jobs pile up queued;
+  default) or `--redis-url` (that db is FLUSHED first). No worker runs: the deliveries pile up pending;
 - the baseline: bench/bare_app.py (FastAPI, one POST route that reads the body and answers 202) served the
   same way;
 - the load: wrk with bench/wrk_webhook.lua (closed loop, max throughput) and bench/loadgen.py (open loop at
   fixed rates, latency measured from each request's scheduled time).
 
-Every delivery carries its own X-GitHub-Delivery, and the job's dedupe key is that id, so every answer must
-create a job: after each phase the bench checks that the jobs in the database grew by exactly the answers
-that said "created": true, and at the end that ARQ's queue holds as many jobs as the database (each job was
-enqueued before its answer). Then it profiles the app at --profile-rates with py-spy (separate runs, so the
-sampler does not slow the measured ones) and splits the samples by what the time went to.
+Every delivery carries its own X-GitHub-Delivery and its own body (the corpus payload plus a last member
+"bench_nonce": <delivery id>, signed per request: autodev dedupes on the id and on the body's hash), so every
+answer must store a delivery: after each phase the bench checks that the deliveries in the database grew by
+exactly the answers that said "stored": true, and at the end that ARQ's queue holds as many as the database
+(each was enqueued for the worker before its answer). Then it profiles the app at --profile-rates with
+py-spy (separate runs, so the sampler does not slow the measured ones) and splits the samples by what the
+time went to.
 
 The machine has few cores: the load generator, the fake GitHub, Redis and PostgreSQL share them with the
 server. The figures are for that whole set on this machine; each phase also reports the CPU seconds the
@@ -38,8 +40,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -70,6 +70,7 @@ SECRET = "bench-webhook-secret"
 LABEL = "auto-dev"
 APP_SLUG = "autodev-bench"
 WEBHOOK_PATH = "/github/webhooks"
+NONCE = "bench_nonce"  # the member that makes each body unique (bench/wrk_webhook.lua adds it too)
 TARGET_RATIO = 0.30
 TARGET_P99_MS = 25.0
 TARGET_P99_RATE = 500.0
@@ -134,10 +135,6 @@ def synthetic_labeled() -> dict[str, Any]:
         "body": "It looks like you accidently spelled 'Commit' with two 't's.",
     }
     return {"action": "labeled", "issue": issue, "label": label, "repository": repository, "sender": user}
-
-
-def sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 def throwaway_pem() -> str:
@@ -242,10 +239,10 @@ def base_env() -> dict[str, str]:
 # -- load --------------------------------------------------------------------------------------------
 
 
-def run_wrk(url: str, body_file: Path, signature: str, tag: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_wrk(url: str, body_file: Path, tag: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [
         "wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{args.wrk_duration}s",
-        "--timeout", "10s", "-s", str(BENCH / "wrk_webhook.lua"), url, "--", str(body_file), signature, tag,
+        "--timeout", "10s", "-s", str(BENCH / "wrk_webhook.lua"), url, "--", str(body_file), SECRET, tag,
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
@@ -259,7 +256,7 @@ def run_wrk(url: str, body_file: Path, signature: str, tag: str, args: argparse.
         "rps": round(figures["requests"] / seconds, 1),
         "rps_2xx": round(figures["ok_2xx"] / seconds, 1),
         "ok_2xx": figures["ok_2xx"],
-        "created": figures["created"],
+        "stored": figures["stored"],
         "not_2xx": figures["not_2xx"],
         "socket_errors": {
             k: figures[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
@@ -270,14 +267,12 @@ def run_wrk(url: str, body_file: Path, signature: str, tag: str, args: argparse.
     }
 
 
-async def run_loadgen(
-    url: str, body_file: Path, signature: str, tag: str, rate: float, seconds: float
-) -> dict[str, Any]:
+async def run_loadgen(url: str, body_file: Path, tag: str, rate: float, seconds: float) -> dict[str, Any]:
     command = [
         sys.executable, str(BENCH / "loadgen.py"), url, "--rate", str(rate), "--duration", str(seconds),
         "--body-file", str(body_file), "--header", "Content-Type: application/json",
-        "--header", "X-GitHub-Event: issues", "--header", f"X-Hub-Signature-256: {signature}",
-        "--id-header", "X-GitHub-Delivery", "--id-prefix", tag, "--match", '"created":true',
+        "--header", "X-GitHub-Event: issues", "--unique-json-field", NONCE, "--sign-secret", SECRET,
+        "--id-header", "X-GitHub-Delivery", "--id-prefix", tag, "--match", '"stored":true',
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
     out, _ = await process.communicate()
@@ -289,7 +284,7 @@ async def run_loadgen(
 
 
 class Observer:
-    """Counts jobs in the database and in ARQ's queue, as the server left them."""
+    """Counts stored deliveries in the database and tasks in ARQ's queue, as the server left them."""
 
     def __init__(self, database_url: str, redis_url: str) -> None:
         from arq.constants import default_queue_name
@@ -301,13 +296,13 @@ class Observer:
         self._connect = lambda: connect(redis_url)
         self.queue_name = default_queue_name
 
-    async def jobs(self) -> int:
+    async def deliveries(self) -> int:
         from sqlalchemy import func, select
 
-        from engine.store.models import Job
+        from engine.store.models import GitHubDelivery
 
         async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(Job))).scalar_one())
+            return int((await conn.execute(select(func.count()).select_from(GitHubDelivery))).scalar_one())
 
     async def queued(self) -> int:
         redis = await self._connect()
@@ -357,7 +352,7 @@ def flush_redis(url: str) -> str:
 
 
 class Target:
-    """One server under load: its URL, the processes whose CPU counts, and (for the app) the job counts."""
+    """One server under load: its URL, the processes whose CPU counts, and (for the app) what it stored."""
 
     def __init__(self, name: str, port: int, pids: dict[str, int | None], observer: Observer | None) -> None:
         self.name = name
@@ -366,12 +361,12 @@ class Target:
         self.observer = observer
 
     async def phase(self, load: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        """Run one load; add the CPU per answered request of each process and, for the app, the jobs made.
+        """Run one load; add the CPU per answered request of each process and, for the app, what it stored.
 
         A request the load generator gave up on (wrk stopping with requests in flight, a timeout) may still
-        make its job: jobs made may exceed the answers that said "created" by at most that many requests.
+        be stored: deliveries stored may exceed the answers that said "stored" by at most that many.
         """
-        before_jobs = await self.observer.jobs() if self.observer else 0
+        before_stored = await self.observer.deliveries() if self.observer else 0
         before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         figures = await load()
         answered = max(int(figures.get("requests", figures.get("completed", 0))), 1)
@@ -381,33 +376,29 @@ class Target:
         }
         if self.observer is not None:
             await asyncio.sleep(1)  # the requests still in flight when the load stopped
-            made = await self.observer.jobs() - before_jobs
-            created = int(figures.get("created", figures.get("matched") or 0))
+            made = await self.observer.deliveries() - before_stored
+            said = int(figures.get("stored", figures.get("matched") or 0))
             unanswered = (
                 figures["connections"] if "connections" in figures else sum(figures["errors"].values())
             )
-            figures["jobs_made"] = made
-            figures["every_created_answer_has_its_job"] = created <= made <= created + unanswered
+            figures["deliveries_stored"] = made
+            figures["every_stored_answer_is_in_the_database"] = said <= made <= said + unanswered
         return figures
 
-    async def measure(self, body_file: Path, signature: str, tag: str, args: argparse.Namespace) -> Any:
-        warm = await run_loadgen(self.url, body_file, signature, f"{tag}-{self.name}-warm", 100, args.warmup)
+    async def measure(self, body_file: Path, tag: str, args: argparse.Namespace) -> Any:
+        warm = await run_loadgen(self.url, body_file, f"{tag}-{self.name}-warm", 100, args.warmup)
         wanted = warm["sent"] if self.observer is None else warm["matched"]
         if warm["ok_2xx"] != warm["sent"] or wanted != warm["sent"]:
-            raise RuntimeError(f"{self.name} does not answer 202 (with a new job) to each delivery: {warm}")
+            raise RuntimeError(f"{self.name} does not answer 202 (stored) to each delivery: {warm}")
         await asyncio.sleep(1)
         label = f"{tag}-{self.name}-wrk"
-        wrk = await self.phase(
-            lambda: asyncio.to_thread(run_wrk, self.url, body_file, signature, label, args)
-        )
+        wrk = await self.phase(lambda: asyncio.to_thread(run_wrk, self.url, body_file, label, args))
         fixed: dict[str, Any] = {}
         for rate in args.rates:
             await asyncio.sleep(2)  # let the server settle after the previous phase
             label = f"{tag}-{self.name}-{rate:g}"
             fixed[f"{rate:g}"] = await self.phase(
-                functools.partial(
-                    run_loadgen, self.url, body_file, signature, label, rate, args.rate_duration
-                )
+                functools.partial(run_loadgen, self.url, body_file, label, rate, args.rate_duration)
             )
         return {"wrk": wrk, "fixed_rate": fixed}
 
@@ -425,25 +416,19 @@ PROFILE_RULES: list[tuple[str, str, str, str | None]] = [
     ("logging", "", "logging/__init__.py", None),
     ("logging", "", "autodev/logs.py", None),
     ("metrics (delivery tally)", "", "github_app/tally.py", None),
-    ("read body", "read_limited", "github_app/webhooks.py", None),
+    ("body limit (ASGI middleware)", "", "autodev/body_limit.py", None),
     ("signature (HMAC)", "verify", "githubkit/webhooks/", None),
-    ("JSON parse of the body", "loads", "json/__init__.py", "handle"),
+    ("hash of the signed body (dedupe)", "", "hashlib", None),
     ("pydantic: event model", "model_validate", "pydantic/main.py", "handle"),
-    ("permission check (Redis cache, GitHub on a miss)", "permission", "github_app/triggers.py", None),
-    ("comments fetch (GitHub API)", "issue_text", "github_app/triggers.py", None),
-    ("pydantic: JobRequest", "__init__", "pydantic/main.py", "implement"),
-    ("DB: dedupe lookup (SELECT)", "find_by_dedupe_key", "engine/jobs.py", None),
-    ("DB: dedupe lookup (SELECT)", "Session.execute", "sqlalchemy/orm/session.py", None),
-    ("DB: insert + commit", "submit", "engine/jobs.py", None),
-    ("DB: insert + commit", "Session.flush", "sqlalchemy/orm/session.py", None),
+    ("pydantic: payload to store (model_dump)", "model_dump", "pydantic/main.py", "handle"),
+    ("filter (is it a trigger?)", "worth_storing", "github_app/triggers.py", None),
     ("DB: insert + commit", "", "sqlalchemy/engine/util.py", None),  # the transaction's commit on exit
-    ("DB: group commit (submit_many)", "submit_many", "engine/jobs.py", None),
-    ("DB: group commit (submit_many)", "Connection.execute", "sqlalchemy/engine/base.py", None),
+    ("DB: group commit (store_many)", "store_many", "engine/store/deliveries.py", None),
+    ("DB: group commit (store_many)", "Connection.execute", "sqlalchemy/engine/base.py", None),
     ("DB: SQLAlchemy, other (pool, connections, sessions)", "", "sqlalchemy/", None),
     ("DB: aiosqlite round trips (main-thread side)", "", "aiosqlite/", None),
     ("DB: asyncpg", "", "asyncpg/", None),
-    ("enqueue (ARQ, Redis)", "enqueue", "workers/queue.py", None),
-    ("enqueue (ARQ, Redis)", "enqueue_many", "workers/queue.py", None),
+    ("enqueue (ARQ, Redis)", "", "workers/queue.py", None),
     ("answer (JSONResponse)", "answer", "github_app/webhooks.py", None),
     ("other webhook code", "", "github_app/", None),
     ("Redis client (redis-py)", "", "redis/", None),
@@ -504,9 +489,7 @@ def summarize_profile(raw: Path, rate_hz: int, requests: int) -> dict[str, Any]:
     }
 
 
-async def profile_app(
-    target: Target, pid: int, body_file: Path, signature: str, tag: str, rate: float, args: Any
-) -> Any:
+async def profile_app(target: Target, pid: int, body_file: Path, tag: str, rate: float, args: Any) -> Any:
     py_spy = Path(sys.executable).with_name("py-spy")
     executable = str(py_spy) if py_spy.exists() else shutil.which("py-spy")
     if executable is None:
@@ -520,9 +503,7 @@ async def profile_app(
     spy = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     await asyncio.sleep(0.5)
     cpu_before = cpu_seconds(pid)
-    figures = await run_loadgen(
-        target.url, body_file, signature, f"{tag}-profile-{rate:g}", rate, args.rate_duration
-    )
+    figures = await run_loadgen(target.url, body_file, f"{tag}-profile-{rate:g}", rate, args.rate_duration)
     cpu = cpu_seconds(pid) - cpu_before
     _, err = await spy.communicate()
     if spy.returncode != 0 or not raw.exists():
@@ -598,16 +579,16 @@ def app_environment(args: argparse.Namespace, app_dir: Path, api_url: str) -> di
     return env
 
 
-async def run_bare(args: argparse.Namespace, body_file: Path, signature: str, tag: str) -> Any:
+async def run_bare(args: argparse.Namespace, body_file: Path, tag: str) -> Any:
     port = free_port()
     log = args.workdir / "bare.log"
     command = [sys.executable, str(BENCH / "bare_app.py"), "--port", str(port), "--loop", args.bare_loop]
     with started(command, cwd=args.workdir, env=base_env(), log=log) as bare:
         await asyncio.to_thread(wait_healthy, port, bare, log)
-        return await Target("bare", port, {"server": bare.pid}, None).measure(body_file, signature, tag, args)
+        return await Target("bare", port, {"server": bare.pid}, None).measure(body_file, tag, args)
 
 
-async def run_app(args: argparse.Namespace, body_file: Path, signature: str, tag: str) -> dict[str, Any]:
+async def run_app(args: argparse.Namespace, body_file: Path, tag: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     app_dir = args.workdir / "app"
     app_dir.mkdir()
@@ -630,14 +611,18 @@ async def run_app(args: argparse.Namespace, body_file: Path, signature: str, tag
                 if not args.redis_url and pid_file.exists():
                     pids["embedded_redis"] = int(pid_file.read_text().strip())
                 target = Target("app", port, pids, observer)
-                result = await target.measure(body_file, signature, tag, args)
-                jobs, queued = await observer.jobs(), await observer.queued()
-                result["jobs"] = {"in_database": jobs, "in_arq_queue": queued, "all_enqueued": jobs == queued}
+                result = await target.measure(body_file, tag, args)
+                stored, queued = await observer.deliveries(), await observer.queued()
+                result["deliveries"] = {
+                    "in_database": stored,
+                    "in_arq_queue": queued,
+                    "all_enqueued": stored == queued,
+                }
                 result["profile"] = {}
                 for rate in args.profile_rates:
                     await asyncio.sleep(2)
                     result["profile"][f"{rate:g}"] = await profile_app(
-                        target, app.pid, body_file, signature, tag, rate, args
+                        target, app.pid, body_file, tag, rate, args
                     )
             finally:
                 await observer.close()
@@ -652,7 +637,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     body, source = delivery_body()
     body_file = args.workdir / "delivery.json"
     body_file.write_bytes(body)
-    signature = sign(body)
     tag = uuid.uuid4().hex[:8]
     result: dict[str, Any] = machine()
     # autodev/cli.py runs uvicorn.Server.serve() on uvloop where installed; the bare app must match.
@@ -675,11 +659,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "fixed_rates": args.rates,
         "rate_duration_s": args.rate_duration,
         "warmup": f"{args.warmup:g}s at 100 req/s before each server's phases",
-        "note": "the load generators, the fake GitHub, Redis and the database share the cores with the "
-        "server; no worker runs, so the jobs pile up queued",
+        "note": "the load generators (which sign every body: wrk in Lua, loadgen with hmac), the fake "
+        "GitHub, Redis and the database share the cores with the server; no worker runs, so the "
+        "deliveries pile up pending",
     }
-    result["bare"] = await run_bare(args, body_file, signature, tag)
-    result["app"] = await run_app(args, body_file, signature, tag)
+    result["bare"] = await run_bare(args, body_file, tag)
+    result["app"] = await run_app(args, body_file, tag)
     result["verdict"] = verdict(result["bare"], result["app"])
     return result
 
@@ -690,7 +675,9 @@ def verdict(bare: dict[str, Any], app: dict[str, Any]) -> dict[str, Any]:
     p99 = at_rate["p99_ms"] if at_rate else None
     clean = at_rate is not None and not at_rate["errors"] and at_rate["ok_2xx"] == at_rate["sent"]
     phases = [app["wrk"], *app["fixed_rate"].values()]
-    durable = all(p["every_created_answer_has_its_job"] for p in phases) and app["jobs"]["all_enqueued"]
+    durable = (
+        all(p["every_stored_answer_is_in_the_database"] for p in phases) and app["deliveries"]["all_enqueued"]
+    )
     failed = (
         app["wrk"]["requests"] - app["wrk"]["ok_2xx"] + sum(sum(p["errors"].values()) for p in phases[1:])
     )
@@ -702,7 +689,7 @@ def verdict(bare: dict[str, Any], app: dict[str, Any]) -> dict[str, Any]:
         "p99_at_500_ms": p99,
         "p99_target": f"< {TARGET_P99_MS:g} ms at {TARGET_P99_RATE:g} req/s, every request answered 2xx",
         "p99_met": p99 is not None and p99 < TARGET_P99_MS and clean,
-        "every_created_answer_is_a_stored_enqueued_job": durable,
+        "every_stored_answer_is_a_durable_enqueued_delivery": durable,
         "app_requests_not_answered_2xx": failed,
     }
 
@@ -749,7 +736,7 @@ def main() -> int:
         result = asyncio.run(run(args))
         result["kept_in"] = str(args.workdir) if args.keep else None
     print(json.dumps(result, indent=2))
-    return 0 if result["verdict"]["every_created_answer_is_a_stored_enqueued_job"] else 1
+    return 0 if result["verdict"]["every_stored_answer_is_a_durable_enqueued_delivery"] else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -19,9 +20,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
+from bot.identity import SlackIdentity
 from bot.replay import ReplayGuard
 from bot.reporter import SlackReporter
 from bot.service import SlackService
@@ -33,7 +36,7 @@ from engine.views import JobView
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # enforced while the body streams (autodev.body_limit), before Bolt reads it
 # Slack's Retry-After is honoured up to this long; a longer wait would hold up the job, so the call fails
 # instead and the reporter catches up at the next event.
 MAX_RATE_LIMIT_WAIT_S = 30
@@ -89,15 +92,24 @@ class SlackBot:
         self.client = make_client(settings) if settings.slack_configured else None
         self.app: AsyncApp | None = None
         self.service: SlackService | None = None
+        self.identity = SlackIdentity(self.client) if self.client is not None else None
         self._socket_handler: Any = None
         self._socket_task: asyncio.Task[None] | None = None
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         self.replay = ReplayGuard(secret, redis) if secret else None
-        if self.client is not None:
+        self.verifier = SignatureVerifier(secret) if secret else None
+        if self.client is not None and self.identity is not None:
             self.service = SlackService(settings, store, queue, self.client)
             # Socket Mode alone has no signing secret; HTTP is then off (below), so nothing goes unverified.
             self.app = AsyncApp(
-                client=self.client,
+                # Bolt's own client carries no token: it gets the bot's from `authorize`, which never calls
+                # Slack (bot/identity.py); the listeners post through self.client.
+                client=AsyncWebClient(
+                    base_url=self.client.base_url,
+                    timeout=self.client.timeout,
+                    retry_handlers=self.client.retry_handlers,
+                ),
+                authorize=self.identity.authorizer(),
                 signing_secret=secret or None,
                 request_verification_enabled=bool(secret),
                 process_before_response=False,
@@ -111,19 +123,29 @@ class SlackBot:
         self.router.add_api_route("/slack/events", self._events, methods=["POST"], include_in_schema=False)
 
     async def _events(self, request: Request) -> Response:
-        if self._handler is None or self.replay is None:
+        if self._handler is None or self.replay is None or self.verifier is None:
             reason = "Slack not configured" if self.app is None else "Slack HTTP mode not configured"
             return PlainTextResponse(reason, status_code=503)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return PlainTextResponse("request too large", status_code=413)
         body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return PlainTextResponse("request too large", status_code=413)
+        # Checked here because Bolt parses the body before it checks the signature.
+        if not self.verifier.is_valid_request(body, dict(request.headers)):
+            return PlainTextResponse("invalid request signature", status_code=401)
+        if not _parses(body, request.headers.get("content-type")):
+            return PlainTextResponse("body is not a Slack request", status_code=400)
         if await self.replay.is_replay(body, request.headers):
             log.warning("refused a replayed Slack request")
             return PlainTextResponse("replayed request", status_code=401)
         return await self._handler.handle(request)
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the Slack surface now (a rejected token, not verified yet), if anything."""
+        return self.identity.problem if self.identity is not None else None
+
+    def start(self) -> None:
+        """Background work of a web process: check the bot's token once (Socket Mode has its own start)."""
+        if self.identity is not None:
+            self.identity.start()
 
     def reporter_for(self, view: JobView) -> Reporter | None:
         """Jobs started from Slack, and any job on a repo a channel follows (looked up at the first event)."""
@@ -158,6 +180,8 @@ class SlackBot:
             await asyncio.wait_for(self.tasks.wait(), timeout=10)
         except TimeoutError:
             await self.tasks.cancel()
+        if self.identity is not None:
+            await self.identity.aclose()
         if self._socket_task is not None:
             self._socket_task.cancel()
             await asyncio.gather(self._socket_task, return_exceptions=True)
@@ -165,3 +189,12 @@ class SlackBot:
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
             self._socket_handler = None
+
+
+def _parses(body: bytes, content_type: str | None) -> bool:
+    """Whether Bolt can parse the body (it would raise on bad or deeply nested JSON: a 500, not a 400)."""
+    try:
+        parse_body(body.decode("utf-8"), content_type)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
+    return True

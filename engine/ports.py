@@ -20,6 +20,20 @@ class JobQueue(Protocol):
     async def abort(self, job_id: str) -> None:
         """Ask a running job to stop; the engine also honours the job's cancel flag between calls."""
 
+    async def enqueue_deliveries(self, delivery_ids: Sequence[str]) -> None:
+        """Queue stored GitHub deliveries for the worker to decide (a queued id is not queued again)."""
+
+
+@runtime_checkable
+class DeliveryHandler(Protocol):
+    """Decides what a stored delivery means, in the worker (the GitHub adapter implements it)."""
+
+    async def handle(self, delivery_id: str, *, last_try: bool) -> str:
+        """Act on the delivery once and record how it ended; returns that outcome in a few words.
+
+        Raises TransientFailure when trying again later may help (GitHub down); on the `last_try` it tells
+        the user why nothing happened instead."""
+
 
 @runtime_checkable
 class Reporter(Protocol):

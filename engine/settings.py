@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     autodev_trigger_label: str = "auto-dev"
     webhook_max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # A stored delivery's tries in the worker (permission lookups and the like, while GitHub fails), and
+    # the first wait between them (doubling, up to a minute): 6 tries span about a minute.
+    trigger_max_tries: int = Field(default=6, gt=0)
+    trigger_retry_base_s: float = Field(default=2.0, ge=0)
 
     # Slack
     slack_bot_token: SecretStr | None = None

@@ -9,12 +9,15 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter
 
 from engine.errors import PermanentFailure
-from engine.ports import CodeHost, JobQueue, Reporter
+from engine.ports import CodeHost, DeliveryHandler, JobQueue, Reporter
 from engine.settings import Settings
+from engine.store.deliveries import NewDelivery
+from engine.store.intake import Intake
 from engine.store.jobs import JobStore
 from engine.views import JobView
 from github_app.client import GitHubApi
 from github_app.code_host import GitHubCodeHost
+from github_app.deliveries import DeliveryWork
 from github_app.reporter import GitHubReporter
 from github_app.setup import setup_router
 from github_app.tally import DeliveryTally
@@ -37,6 +40,9 @@ class GitHubApp:
         self.settings = settings
         self.api: GitHubApi | None = None
         triggers: Triggers | None = None
+        # The web side stores deliveries (group commit); the worker side decides them (DeliveryWork).
+        self.intake: Intake[NewDelivery] | None = None
+        self.deliveries: DeliveryHandler | None = None
         if settings.github_configured:
             try:
                 self.api = GitHubApi(settings, redis)
@@ -46,14 +52,18 @@ class GitHubApp:
                 )
             else:
                 triggers = Triggers(settings, store, queue, self.api, redis)
+                self.intake = Intake.for_deliveries(store.deliveries, queue)
+                self.deliveries = DeliveryWork(triggers, store.deliveries)
         else:
             log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
         self.triggers = triggers
         self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
         # Deliveries by event and answer, for /metrics (autodev_webhook_requests_total).
-        self.deliveries = DeliveryTally(store.sessions)
+        self.webhook_counts = DeliveryTally(store.sessions)
         self.router = APIRouter()
-        self.router.include_router(webhook_router(settings, store, triggers, self.deliveries))
+        self.router.include_router(
+            webhook_router(settings, store, self.intake, self.api, self.webhook_counts)
+        )
         if render_page is not None:
             self.router.include_router(setup_router(settings, render_page))
 
@@ -71,7 +81,9 @@ class GitHubApp:
         return GitHubCodeHost(self.api, view.installation_id)
 
     async def aclose(self) -> None:
-        await self.deliveries.aclose()
+        await self.webhook_counts.aclose()
+        if self.intake is not None:
+            await self.intake.aclose()
         if self.triggers is not None:
             await self.triggers.intake.aclose()
         if self.reporter is not None:

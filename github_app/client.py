@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import time
 from datetime import timedelta
 from typing import Any, cast
 
@@ -84,6 +86,8 @@ class GitHubApi:
             AsyncRedisCacheStrategy(redis, prefix="autodev:githubkit") if redis else MemCacheStrategy()
         )
         self._slug = settings.github_app_slug
+        self._slug_asked_at = float("-inf")
+        self._slug_task: asyncio.Task[None] | None = None
         self._transport = SharedTransport()
         self._app = self._client(self._auth)
         self._installations: dict[int, GitHub[Any]] = {}
@@ -159,6 +163,23 @@ class GitHubApi:
             self._slug = str(app["slug"])
         return self._slug
 
+    def known_slug(self) -> str | None:
+        """The mention name if known without a call. When it is not (GITHUB_APP_SLUG unset), `GET /app` is
+        asked in the background, at most once a minute, for the next caller; this one is not held up."""
+        if self._slug is None and time.monotonic() - self._slug_asked_at > 60:
+            self._slug_asked_at = time.monotonic()
+            self._slug_task = asyncio.get_running_loop().create_task(self._learn_slug(), name="github-slug")
+        return self._slug
+
+    async def _learn_slug(self) -> None:
+        try:
+            await self.slug()
+        except Exception as exc:
+            log.warning("could not read the App's name from GitHub (GET /app): %s", exc)
+
     async def aclose(self) -> None:
+        if self._slug_task is not None:
+            self._slug_task.cancel()
+            await asyncio.gather(self._slug_task, return_exceptions=True)
         self._installations.clear()
         await self._transport.close_pool()

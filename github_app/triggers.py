@@ -1,13 +1,15 @@
-"""What each webhook means: a job to submit, an action on a job, a reply, or nothing."""
+"""What a stored delivery means, decided in the worker: a job, an action on a job, a reply, or nothing.
+
+The webhook only asks `worth_storing` (no GitHub call); everything here may call GitHub (the sender's
+permission, a pull request, a review's comments) and raises GitHubFailed when it cannot.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from githubkit.exception import RequestFailed
@@ -19,14 +21,14 @@ from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
 from engine.store.models import JobKind
 from github_app.client import GitHubApi, GitHubUnavailable
+from github_app.commands import Command, find_command
 from github_app.payloads import CheckRunEvent, Event, Issue, IssueCommentEvent, IssuesEvent, ReviewEvent
+from github_app.permissions import WRITERS, Permissions
+from github_app.replies import GitHubFailed, Replies
 
 log = logging.getLogger(__name__)
 
-WRITERS = frozenset({"admin", "maintain", "write"})
-PERMISSION_TTL_SECONDS = 60
-LOCAL_PERMISSION_TTL_SECONDS = 10
-LOCAL_PERMISSION_ENTRIES = 10_000
+T = TypeVar("T")
 BRANCH_PREFIX = "autodev/"
 HELP = (
     "Commands (people with write access to this repository):\n"
@@ -39,20 +41,32 @@ HELP = (
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: int
-    body: dict[str, Any] = field(default_factory=dict)
+    summary: str
+    job_id: str | None = None
 
 
-def ignored(reason: str) -> Outcome:
-    return Outcome(202, {"ignored": reason})
-
-
-def parse_command(text: str, slug: str) -> tuple[str, str] | None:
-    """`@slug verb rest…` anywhere in a comment → (verb, rest); None when the App is not addressed."""
-    match = re.search(rf"(?<![\w-])@{re.escape(slug)}(?:\[bot\])?\s+(\w+)\b(.*)", text, re.I | re.S)
-    if match is None:
-        return None
-    return match.group(1).lower(), match.group(2).strip()
+def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> str | None:
+    """None when the delivery may trigger something (it is stored for the worker), else why it is ignored.
+    Reads the payload only; `slug` None (not known yet) keeps every comment that mentions someone."""
+    if isinstance(event, IssuesEvent):
+        if event.action != "labeled" or event.label is None:
+            return f"issues.{event.action}"
+        return None if event.label.name == label else "another label"
+    if isinstance(event, IssueCommentEvent):
+        if event.action != "created":
+            return f"issue_comment.{event.action}"
+        return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
+    if isinstance(event, ReviewEvent):
+        if event.action != "submitted" or event.review.state.lower() != "changes_requested":
+            return "not a change request"
+        return None if event.pull_request.head.ref.startswith(BRANCH_PREFIX) else "not autodev's pull request"
+    if isinstance(event, CheckRunEvent):
+        if event.check_run.name != "autodev" or not event.check_run.external_id:
+            return "not autodev's check run"
+        if event.action == "rerequested" or (event.action == "requested_action" and event.requested_action):
+            return None
+        return f"check_run.{event.action}"
+    return f"event {name} not handled"
 
 
 class Triggers:
@@ -68,67 +82,68 @@ class Triggers:
         self.store = store
         self.queue = queue
         self.api = api
-        self.redis = redis
-        self.intake = Intake(store, queue)
-        # (repo, user) → (permission, monotonic expiry): spares the Redis round trip on a burst of webhooks.
-        self._permissions: dict[tuple[str, str], tuple[str, float]] = {}
-        # Lookups in flight: a burst from one sender asks Redis (or GitHub) once, not once per delivery.
-        self._asking: dict[tuple[str, str], asyncio.Task[str]] = {}
+        self.permissions = Permissions(api, redis)
+        self.replies = Replies(api, redis)
+        # Concurrent deliveries handled by the worker share their job inserts and queue round trips.
+        self.intake = Intake.for_jobs(store, queue)
+
+    async def dispatch(self, event: Event, delivery: str) -> Outcome:
+        if isinstance(event, IssuesEvent):
+            return await self.issues(event, delivery)
+        if isinstance(event, IssueCommentEvent):
+            return await self.issue_comment(event, delivery)
+        if isinstance(event, ReviewEvent):
+            return await self.pull_request_review(event, delivery)
+        if isinstance(event, CheckRunEvent):
+            return await self.check_run(event)
+        return Outcome(f"{type(event).__name__} not handled")
 
     # -- events -----------------------------------------------------------------------------------
 
     async def issues(self, event: IssuesEvent, delivery: str) -> Outcome:
-        if event.action != "labeled" or event.label is None:
-            return ignored(f"issues.{event.action}")
-        if event.label.name != self.settings.autodev_trigger_label:
-            return ignored("another label")
         if not await self.authorized(event, reply_on=event.issue.number):
-            return ignored("sender may not trigger jobs")
+            return Outcome("refused: the sender may not trigger jobs")
         return await self.implement(event, event.issue, delivery, {"reaction": ["issue", None]})
 
     async def issue_comment(self, event: IssueCommentEvent, delivery: str) -> Outcome:
-        if event.action != "created":
-            return ignored(f"issue_comment.{event.action}")
-        slug = await self.api.slug()
-        command = parse_command(event.comment.body or "", slug)
+        slug = await self.github("reading the App's name", self.api.slug())
+        command = find_command(event.comment.body or "", slug)
         if command is None:
-            return ignored("not addressed to autodev")
-        verb, rest = command
+            return Outcome("not addressed to autodev")
         number = event.issue.number
-        if verb == "help":
-            await self.reply(event, number, HELP.format(slug=slug, label=self.settings.autodev_trigger_label))
-            return Outcome(202, {"replied": "help"})
-        if not await self.authorized(event, reply_on=number):
-            return ignored("sender may not trigger jobs")
+        if not await self.authorized(event, reply_on=number, command=command, slug=slug):
+            return Outcome(f"refused {command.verb}: the sender may not use autodev")
+        if command.verb == "help":
+            await self.reply(event, number, self.help_text(slug))
+            return Outcome("replied: help")
         origin = {"reaction": ["comment", event.comment.id], "comment_id": event.comment.id}
         if event.issue.pull_request is None:
-            if verb == "implement":
+            if command.verb == "implement":
                 return await self.implement(event, event.issue, delivery, origin)
-            if verb in ("cancel", "retry"):
-                return await self.job_action(event, verb, await self.latest_job(event, issue=number), number)
-            return await self.unknown(event, number, verb, slug)
+            if command.verb in ("cancel", "retry"):
+                job_id = await self.latest_job(event, issue=number)
+                return await self.job_action(event, command.verb, job_id, number)
+            return await self.unknown(event, number, command.verb, slug)
         path = f"/repos/{self.repo(event)}/pulls/{number}"
-        pull = await self.api.request(self.installation(event), "GET", path)
+        pull = await self.github(f"reading pull request #{number}", self.request(event, "GET", path))
         head = str(pull["head"]["ref"])
         if not head.startswith(BRANCH_PREFIX):
-            return ignored("not a pull request autodev opened")
-        if verb == "revise":
-            if not rest:
+            return Outcome("not a pull request autodev opened")
+        if command.verb == "revise":
+            if not command.rest:
                 await self.reply(event, number, f"Tell me what to change: `@{slug} revise <instructions>`.")
-                return ignored("revise without instructions")
-            return await self.revise(event, pull, rest, delivery, origin)
-        if verb in ("cancel", "retry"):
-            return await self.job_action(event, verb, await self.latest_job(event, branch=head), number)
-        return await self.unknown(event, number, verb, slug)
+                return Outcome("revise without instructions")
+            return await self.revise(event, pull, command.rest, delivery, origin)
+        if command.verb in ("cancel", "retry"):
+            return await self.job_action(
+                event, command.verb, await self.latest_job(event, branch=head), number
+            )
+        return await self.unknown(event, number, command.verb, slug)
 
     async def pull_request_review(self, event: ReviewEvent, delivery: str) -> Outcome:
-        if event.action != "submitted" or event.review.state.lower() != "changes_requested":
-            return ignored("not a change request")
-        if not event.pull_request.head.ref.startswith(BRANCH_PREFIX):
-            return ignored("not a pull request autodev opened")
         number = event.pull_request.number
         if not await self.authorized(event, reply_on=number):
-            return ignored("sender may not trigger jobs")
+            return Outcome("refused: the sender may not trigger jobs")
         comments = await self.review_comments(event)
         parts = [event.review.body or "", *comments]
         instructions = "\n\n".join(filter(None, parts)) or "Address the review."
@@ -136,35 +151,29 @@ class Triggers:
         origin = {"reaction": ["issue", None], "review_id": event.review.id}
         return await self.revise(event, pull, instructions, delivery, origin)
 
-    async def check_run(self, event: CheckRunEvent, delivery: str) -> Outcome:
+    async def check_run(self, event: CheckRunEvent) -> Outcome:
         job_id = event.check_run.external_id
-        if event.check_run.name != "autodev" or not job_id:
-            return ignored("not autodev's check run")
-        if event.action == "rerequested":
-            verb = "retry"
-        elif event.action == "requested_action" and event.requested_action is not None:
+        if event.action == "requested_action" and event.requested_action is not None:
             verb = event.requested_action.identifier
         else:
-            return ignored(f"check_run.{event.action}")
+            verb = "retry"
         if not await self.authorized(event, reply_on=None):
-            return ignored("sender may not trigger jobs")
+            return Outcome("refused: the sender may not trigger jobs")
         return await self.job_action(event, verb, job_id, None)
 
     # -- building jobs ----------------------------------------------------------------------------
 
     async def implement(self, event: Event, issue: Issue, delivery: str, origin: dict[str, Any]) -> Outcome:
-        number = issue.number
-        task = self.issue_text(issue)
         request = JobRequest(
             dedupe_key=f"github:{delivery}",
             trigger="github_issue" if origin.get("comment_id") is None else "github_comment",
             repo=self.repo(event),
             title=issue.title,
-            task=task,
+            task=self.issue_text(issue),
             requester=self.sender(event),
             installation_id=self.installation(event),
-            issue_number=number,
-            origin={**origin, "issue_number": number},
+            issue_number=issue.number,
+            origin={**origin, "issue_number": issue.number},
         )
         return await self.submit(request)
 
@@ -190,19 +199,18 @@ class Triggers:
 
     async def submit(self, request: JobRequest) -> Outcome:
         job_id, created = await self.intake.submit(request)  # committed and enqueued (group commit)
-        return Outcome(202, {"job_id": job_id, "created": created})
+        return Outcome("job submitted" if created else "job already submitted", job_id)
 
     @staticmethod
     def issue_text(issue: Issue) -> str:
-        """The task as the webhook tells it; the worker adds the issue's comments when the job starts, so
-        the webhook is answered without a call to GitHub beyond the (cached) permission check."""
+        """The task as the delivery tells it; the job adds the issue's comments when it starts."""
         return "\n\n".join(part for part in (f"# {issue.title}", issue.body or "") if part)
 
     async def review_comments(self, event: ReviewEvent) -> list[str]:
         number, review = event.pull_request.number, event.review.id
         path = f"/repos/{self.repo(event)}/pulls/{number}/reviews/{review}/comments"
         try:
-            rows = await self.api.request(self.installation(event), "GET", path, params={"per_page": 100})
+            rows = await self.request(event, "GET", path, params={"per_page": 100})
         except (RequestFailed, GitHubUnavailable):
             log.warning("could not read the review's comments; using the review body only")
             return []
@@ -214,20 +222,20 @@ class Triggers:
         if job_id is None:
             if number is not None:
                 await self.reply(event, number, "I found no autodev job for this pull request.")
-            return ignored("no job")
+            return Outcome("no job")
         by = f"github:{self.sender(event)}"
         try:
             if verb == "cancel":
                 await cancel_job(self.store, self.queue, job_id, by=by)
-                return Outcome(202, {"job_id": job_id, "action": "cancel"})
+                return Outcome("cancel requested", job_id)
             if verb == "retry":
                 job, _ = await retry_job(self.store, self.queue, job_id, by=by)
-                return Outcome(202, {"job_id": job.id, "action": "retry"})
+                return Outcome("retried", job.id)
         except (ActionRefused, JobNotFound) as exc:
             if number is not None:
                 await self.reply(event, number, f"Could not {verb}: {exc}")
-            return ignored(str(exc))
-        return ignored(f"unknown action {verb}")
+            return Outcome(f"{verb} refused: {exc}")
+        return Outcome(f"unknown action {verb}")
 
     async def latest_job(self, event: Event, *, branch: str = "", issue: int = 0) -> str | None:
         """The newest job on this PR's branch or for this issue (a retry is newer than what it retried)."""
@@ -238,83 +246,62 @@ class Triggers:
 
     async def unknown(self, event: Event, number: int, verb: str, slug: str) -> Outcome:
         await self.reply(event, number, f"I don't know `{verb}` here. `@{slug} help` lists what I can do.")
-        return ignored(f"unknown command {verb}")
+        return Outcome(f"unknown command {verb}")
+
+    def help_text(self, slug: str) -> str:
+        return HELP.format(slug=slug, label=self.settings.autodev_trigger_label)
 
     # -- permission and replies -------------------------------------------------------------------
 
-    async def authorized(self, event: Event, *, reply_on: int | None) -> bool:
-        user = self.sender(event)
-        permission = await self.permission(event, user)
+    async def authorized(
+        self, event: Event, *, reply_on: int | None, command: Command | None = None, slug: str = ""
+    ) -> bool:
+        """Whether the sender may write to the repository; if not, they are answered (once an hour per
+        issue): the command list for `help`, else why nothing happens."""
+        user, repo = self.sender(event), self.repo(event)
+        lookup = self.permissions.of(repo, user, self.installation(event))
+        permission = await self.github(f"checking @{user}'s permission on {repo}", lookup)
         if permission in WRITERS:
             return True
         log.info("refused a trigger from %s (permission %s)", user, permission)
         if reply_on is not None:
-            await self.reply(
-                event,
-                reply_on,
-                f"@{user} only people with write, maintain or admin permission on {self.repo(event)} "
-                "can start or control autodev jobs.",
-            )
+            if command is not None and command.verb == "help":
+                text = self.help_text(slug)
+            else:
+                text = (
+                    f"@{user} only people with write, maintain or admin permission on {repo} "
+                    "can start or control autodev jobs."
+                )
+            await self.replies.once_an_hour("non-writer", repo, self.installation(event), reply_on, text)
         return False
 
-    async def permission(self, event: Event, user: str) -> str:
-        """The sender's permission on the repo: from this process (10 s), Redis (60 s), else GitHub."""
-        local_key = (self.repo(event), user)
-        if (hit := self._permissions.get(local_key)) is not None and hit[1] > time.monotonic():
-            return hit[0]
-        asking = self._asking.get(local_key)
-        if asking is None:
-            asking = asyncio.create_task(self._shared_permission(event, user))
-            self._asking[local_key] = asking
-            asking.add_done_callback(lambda task: self._remember(local_key, task))
-        # Shielded: a caller that goes away (client disconnect) does not cancel the others' answer.
-        return await asyncio.shield(asking)
-
-    def _remember(self, key: tuple[str, str], task: asyncio.Task[str]) -> None:
-        del self._asking[key]
-        if task.cancelled() or task.exception() is not None:
-            return  # every waiter has the error; nothing is cached
-        if len(self._permissions) >= LOCAL_PERMISSION_ENTRIES:
-            self._permissions.clear()
-        self._permissions[key] = (task.result(), time.monotonic() + LOCAL_PERMISSION_TTL_SECONDS)
-
-    async def _shared_permission(self, event: Event, user: str) -> str:
-        key = f"autodev:github:permission:{self.repo(event)}:{user}"
-        if self.redis is not None and (cached := await self.redis.get(key)) is not None:
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
-        path = f"/repos/{self.repo(event)}/collaborators/{user}/permission"
-        try:
-            answer = await self.api.request(self.installation(event), "GET", path)
-            role = str(answer.get("role_name") or "")
-            permission = role if role in WRITERS else str(answer.get("permission") or "none")
-        except RequestFailed as exc:
-            if exc.response.status_code != 404:
-                raise
-            permission = "none"  # not a collaborator at all
-        if self.redis is not None:
-            await self.redis.set(key, permission, ex=PERMISSION_TTL_SECONDS)
-        return permission
-
     async def reply(self, event: Event, number: int, text: str) -> None:
-        path = f"/repos/{self.repo(event)}/issues/{number}/comments"
+        await self.replies.post(self.repo(event), self.installation(event), number, text)
+
+    async def request(self, event: Event, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.api.request(self.installation(event), method, path, **kwargs)
+
+    @staticmethod
+    async def github(doing: str, call: Awaitable[T]) -> T:
+        """Await a GitHub call; its failure becomes GitHubFailed saying what was being done."""
         try:
-            await self.api.request(self.installation(event), "POST", path, json={"body": text})
-        except (RequestFailed, GitHubUnavailable):
-            log.warning("could not post a reply on %s#%s", self.repo(event), number)
+            return await call
+        except (RequestFailed, GitHubUnavailable) as exc:
+            raise GitHubFailed(doing, exc) from exc
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
     def repo(event: Event) -> str:
-        assert event.repository is not None  # checked by the router before dispatch
+        assert event.repository is not None  # checked by the webhook before storing
         return event.repository.full_name
 
     @staticmethod
     def installation(event: Event) -> int:
-        assert event.installation is not None  # checked by the router before dispatch
+        assert event.installation is not None  # checked by the webhook before storing
         return event.installation.id
 
     @staticmethod
     def sender(event: Event) -> str:
-        assert event.sender is not None  # checked by the router before dispatch
+        assert event.sender is not None  # checked by the webhook before storing
         return event.sender.login

@@ -1,53 +1,46 @@
-"""POST /github/webhooks: size limit → signature over the raw bytes → parse → bot filter → dispatch."""
+"""POST /github/webhooks: signature over the raw bytes → parse → filter → store → 2xx; the worker decides.
+
+Store first, decide later: a delivery that may trigger something is made durable (with its id and the hash
+of its signed body, so neither a redelivery nor a replay under a new id counts twice) and answered 202;
+what needs GitHub — the sender's permission, a pull request — happens in the worker, with retries
+(github_app.deliveries). GitHub never redelivers by itself, so the only 5xx is "could not store": the
+database is down and the delivery must be redelivered. The body's size is bounded before this route runs
+(autodev.body_limit).
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from githubkit.exception import RequestFailed
 from githubkit.webhooks import verify
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import logctx
 from engine.settings import Settings
+from engine.store.deliveries import NewDelivery
+from engine.store.intake import Intake
 from engine.store.jobs import JobStore
 from github_app import manifest
-from github_app.client import GitHubUnavailable
+from github_app.client import GitHubApi
 from github_app.installations import record_installation, record_repositories
-from github_app.payloads import EVENT_MODELS, Event, InstallationEvent, InstallationReposEvent
+from github_app.payloads import EVENT_MODELS, InstallationEvent, InstallationReposEvent, IssueCommentEvent
 from github_app.tally import DeliveryTally
-from github_app.triggers import Outcome, Triggers, ignored
+from github_app.triggers import worth_storing
 
 log = logging.getLogger(__name__)
 
 # The events that reach a Triggers method of the same name. app.yml subscribes to these (and to those the
 # next work will handle); installation* events reach every App unasked and are recorded below.
 HANDLED_EVENTS = ("issues", "issue_comment", "pull_request_review", "check_run")
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it passes `limit` bytes (whatever Content-Length claims)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+SIGNATURE_PREFIX = "sha256="
+MAX_DELIVERY_ID = 100
+DATABASE_ERRORS = (SQLAlchemyError, OSError)  # asyncpg lets a refused connection through as OSError
 
 
 def answer(status: int, **body: Any) -> JSONResponse:
@@ -56,7 +49,7 @@ def answer(status: int, **body: Any) -> JSONResponse:
 
 def refused_payload(name: str, exc: ValidationError) -> JSONResponse:
     errors = exc.errors()
-    if any(e["type"] == "json_invalid" for e in errors):
+    if any(e["type"] == "json_invalid" for e in errors):  # also JSON nested past pydantic-core's limit
         return answer(400, error="body is not JSON")
     if any(e["type"] == "model_type" and not e["loc"] for e in errors):
         return answer(400, error="body is not a JSON object")
@@ -64,14 +57,22 @@ def refused_payload(name: str, exc: ValidationError) -> JSONResponse:
     return answer(400, error=f"{name} payload is missing fields autodev needs")
 
 
+def signed(secret: str, body: bytes, signature: str) -> bool:
+    """HMAC-SHA256 only: githubkit's `verify` checks any other prefix as SHA-1, so a `sha1=` value in
+    X-Hub-Signature-256 would pass it."""
+    return signature.startswith(SIGNATURE_PREFIX) and verify(secret, body, signature)
+
+
 def webhook_router(
-    settings: Settings, store: JobStore, triggers: Triggers | None, deliveries: DeliveryTally
+    settings: Settings,
+    store: JobStore,
+    intake: Intake[NewDelivery] | None,
+    api: GitHubApi | None,
+    deliveries: DeliveryTally,
 ) -> APIRouter:
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
-    handlers: dict[str, Callable[[Any, str], Awaitable[Outcome]]] = {}
-    if triggers is not None:
-        handlers = {name: getattr(triggers, name) for name in HANDLED_EVENTS}
+    label = settings.autodev_trigger_label
     # Only names we know become label values: the header arrives before the signature is checked.
     known = frozenset(EVENT_MODELS) | {"ping", *manifest.events()}
 
@@ -84,24 +85,19 @@ def webhook_router(
         return response
 
     async def handle(request: Request) -> JSONResponse:
-        if triggers is None or secret is None:
+        if intake is None or api is None or secret is None:
             log.warning("GitHub webhook refused: GitHub App not configured (set GITHUB_APP_ID, …)")
             return answer(503, error="GitHub App not configured")
-        try:
-            body = await read_limited(request, settings.webhook_max_body_bytes)
-        except BodyTooLarge:
-            return answer(413, error="payload too large")
-        signature = request.headers.get("x-hub-signature-256", "")
-        if not signature or not verify(secret, body, signature):
-            log.warning("GitHub webhook with a missing or wrong signature refused")
+        body = await request.body()
+        if not signed(secret, body, request.headers.get("x-hub-signature-256", "")):
+            log.warning("GitHub webhook with a missing, wrong or non-SHA-256 signature refused")
             return answer(401, error="bad signature")
         name = request.headers.get("x-github-event", "")
-        delivery = request.headers.get("x-github-delivery", "")
         model = EVENT_MODELS.get(name)
         if model is None:
             try:
-                data = json.loads(body)
-            except (UnicodeDecodeError, ValueError):
+                data = pydantic_core.from_json(body)  # a depth limit, where json.loads raises RecursionError
+            except ValueError:
                 return answer(400, error="body is not JSON")
             if not isinstance(data, dict):
                 return answer(400, error="body is not a JSON object")
@@ -113,28 +109,39 @@ def webhook_router(
         except ValidationError as exc:
             return refused_payload(name, exc)
         try:
-            with logctx.bind(repo=event.repository.full_name if event.repository else None):
-                outcome = await dispatch(name, event, delivery)
-        except (SQLAlchemyError, OSError):  # asyncpg lets a refused connection through as OSError
-            log.exception("database unavailable while handling %s %s", name, delivery)
+            if isinstance(event, InstallationEvent):
+                return answer(200, installation=await record_installation(store.sessions, event))
+            if isinstance(event, InstallationReposEvent):
+                return answer(200, installation=await record_repositories(store.sessions, event))
+        except DATABASE_ERRORS:
+            log.exception("database unavailable while recording %s", name)
             return answer(503, error="database unavailable, please redeliver")
-        except (RequestFailed, GitHubUnavailable) as exc:
-            log.warning("GitHub API failed while handling %s %s: %s", name, delivery, exc)
-            return answer(503, error="GitHub API unavailable, please redeliver")
-        return answer(outcome.status, **outcome.body)
-
-    async def dispatch(name: str, event: Event, delivery: str) -> Outcome:
-        if isinstance(event, InstallationEvent):
-            return Outcome(200, {"installation": await record_installation(store.sessions, event)})
-        if isinstance(event, InstallationReposEvent):
-            return Outcome(200, {"installation": await record_repositories(store.sessions, event)})
         if event.sender is None or event.repository is None or event.installation is None:
-            return ignored("no sender, repository or installation")
+            return answer(202, ignored="no sender, repository or installation")
         if event.sender.is_bot:
-            return ignored("sent by a bot")
-        if not delivery:
-            return Outcome(400, {"error": "missing X-GitHub-Delivery"})
-        return await handlers[name](event, delivery)
+            return answer(202, ignored="sent by a bot")
+        slug = api.known_slug() if isinstance(event, IssueCommentEvent) else None  # only comments name it
+        if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:
+            return answer(202, ignored=reason)
+        delivery = request.headers.get("x-github-delivery", "")
+        if not delivery or len(delivery) > MAX_DELIVERY_ID or not delivery.isprintable():
+            return answer(400, error="missing or malformed X-GitHub-Delivery")
+        new = NewDelivery(
+            id=delivery,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            event=name,
+            payload=event.model_dump(mode="json"),
+        )
+        try:
+            stored_id, created = await intake.submit(new)  # committed, then queued for the worker
+        except DATABASE_ERRORS:
+            log.exception("could not store %s delivery %s", name, delivery)
+            return answer(503, error="could not store the delivery, please redeliver")
+        if not created:
+            same = "delivery" if stored_id == delivery else f"body as delivery {stored_id}"
+            log.info("duplicate of a stored %s; ignored", same)
+            return answer(202, delivery=stored_id, duplicate=True)
+        return answer(202, delivery=delivery, stored=True)
 
     # A plain Starlette route: the endpoint reads the raw request itself, so FastAPI's dependency solving
     # (query parameters, an exit stack per request) is work with no use on the hottest path.

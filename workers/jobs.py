@@ -22,6 +22,7 @@ from engine.errors import TransientFailure
 from engine.pipeline import run as runner
 from engine.settings import Settings
 from engine.store.models import JobState, utcnow
+from workers.deliveries import reconcile_deliveries
 from workers.queue import ArqJobQueue
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,8 @@ async def catch_up_reporters(deps: runner.EngineDeps, queue: ArqJobQueue) -> int
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
-    """Re-enqueue jobs Redis does not hold; fail those whose worker died after its last try; show ends that
-    a reporter missed."""
+    """Re-enqueue jobs (and stored GitHub deliveries) Redis does not hold; fail jobs whose worker died after
+    its last try; show ends that a reporter missed."""
     deps: runner.EngineDeps = ctx["deps"]
     queue: ArqJobQueue = ctx["queue"]
     counts = {"enqueued": 0, "failed": 0, "revived": 0, "reported": 0}
@@ -152,6 +153,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
             await queue.enqueue(job_id)
             counts["enqueued"] += 1
     counts["reported"] = await catch_up_reporters(deps, queue)
+    counts |= await reconcile_deliveries(deps.store, queue)
     if any(counts.values()):
         log.info("reconciled jobs: %s", counts)
     return counts

@@ -15,6 +15,8 @@ from arq.utils import timestamp_ms
 log = logging.getLogger(__name__)
 
 RUN_JOB = "run_job"
+HANDLE_DELIVERY = "handle_delivery"
+DELIVERY_JOB_PREFIX = "delivery:"  # ARQ ids of delivery tasks: never the same as a job's (a uuid hex)
 
 # ARQ's enqueue_job for many ids at once: an id whose job or result key exists is skipped, as ARQ does.
 # ARGV: now_ms, expires_ms, then (job id, serialized job) pairs; KEYS[1]: the queue.
@@ -30,6 +32,10 @@ for i = 3, #ARGV, 2 do
 end
 return added
 """
+
+
+def delivery_job_id(delivery_id: str) -> str:
+    return DELIVERY_JOB_PREFIX + delivery_id
 
 
 def redis_settings_from_url(url: str) -> RedisSettings:
@@ -65,16 +71,26 @@ class ArqJobQueue:
 
     async def enqueue_many(self, job_ids: Sequence[str]) -> None:
         """What `enqueue` does for each id (skipping ids ARQ already holds), in one atomic round trip."""
-        if not job_ids:
+        await self._enqueue_many(RUN_JOB, [(job_id, job_id) for job_id in job_ids])
+
+    async def enqueue_deliveries(self, delivery_ids: Sequence[str]) -> None:
+        """`handle_delivery` for each stored delivery, as `enqueue_many` does for jobs."""
+        await self._enqueue_many(HANDLE_DELIVERY, [(delivery_job_id(d), d) for d in delivery_ids])
+
+    async def _enqueue_many(self, function: str, calls: Sequence[tuple[str, str]]) -> None:
+        """`function(argument)` under each (ARQ id, argument), skipping ids ARQ holds, in one round trip."""
+        if not calls:
             return
         now = timestamp_ms()
         serializer = self.redis.job_serializer
         args: list[bytes | str | int] = [now, self.redis.expires_extra_ms]
-        for job_id in job_ids:
-            args += [job_id, serialize_job(RUN_JOB, (job_id,), {}, None, now, serializer=serializer)]
+        for arq_id, argument in calls:
+            args += [arq_id, serialize_job(function, (argument,), {}, None, now, serializer=serializer)]
         added = await self._enqueue_script(keys=[self.redis.default_queue_name], args=args)
-        if int(added) < len(job_ids):
-            log.info("%d of %d jobs were already on the queue", len(job_ids) - int(added), len(job_ids))
+        if int(added) < len(calls):
+            log.info(
+                "%d of %d %s calls were already on the queue", len(calls) - int(added), len(calls), function
+            )
 
     async def abort(self, job_id: str) -> None:
         # ArqJob.abort() waits for the result; a cancel from a web request must not, so set the flag only.

@@ -10,8 +10,9 @@ from arq.constants import default_queue_name, health_check_key_suffix
 from arq.worker import Worker
 
 from engine.settings import Settings
+from workers.deliveries import DELIVERY_TIMEOUT_S, handle_delivery
 from workers.jobs import job_timeout_s, reconcile, run_job
-from workers.queue import RUN_JOB
+from workers.queue import HANDLE_DELIVERY, RUN_JOB
 
 # How often a worker records its heartbeat in Redis; the key lives one second longer (ARQ's rule), so a
 # worker that stopped polling is unhealthy within ~11 s. One SET per interval.
@@ -30,7 +31,15 @@ def worker_options(settings: Settings, *, burst: bool = False, reconciler: bool 
 
     job_timeout = job_timeout_s(settings)
     return {
-        "functions": [func(run_job, name=RUN_JOB, max_tries=settings.job_max_tries, timeout=job_timeout)],
+        "functions": [
+            func(run_job, name=RUN_JOB, max_tries=settings.job_max_tries, timeout=job_timeout),
+            func(
+                handle_delivery,
+                name=HANDLE_DELIVERY,
+                max_tries=settings.trigger_max_tries,
+                timeout=DELIVERY_TIMEOUT_S,
+            ),
+        ],
         "cron_jobs": [cron(reconcile, second={0, 15, 30, 45}, run_at_startup=True, unique=True)]
         if reconciler
         else [],

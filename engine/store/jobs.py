@@ -24,6 +24,7 @@ from engine import events
 from engine.errors import IllegalTransition, JobNotFound
 from engine.states import JobKind, JobState
 from engine.store.db import SqliteWriter, session_scope
+from engine.store.deliveries import Deliveries
 from engine.store.eventlog import JOB_EVENTS, JOBS
 from engine.store.ledger import CostLedger
 from engine.store.models import Job, JobEvent, utcnow
@@ -95,6 +96,7 @@ class JobStore(CostLedger, JobReads):
         self.defaults = defaults
         # On SQLite, new jobs are written in one hop to a thread of their own (engine/db.py).
         self.writer = writer
+        self.deliveries = Deliveries(sessions, writer=writer)  # GitHub's, stored before they are decided
 
     @property
     def concurrent_writers(self) -> bool:

@@ -252,3 +252,27 @@ class LlmTotal(Base):
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
     usd: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class GitHubDelivery(Base):
+    """A signed GitHub delivery that may trigger something, stored before anything else happens.
+
+    Its id (X-GitHub-Delivery) and the hash of its signed body are unique for as long as the row is kept
+    (engine.store.deliveries.DEDUPE_WINDOW): a redelivery and a replayed body under a new id both find it.
+    The worker decides what it means (which may need GitHub) and records how that ended.
+    """
+
+    __tablename__ = "github_deliveries"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(40))
+    # The fields autodev reads from the payload (github_app.payloads), not the whole body.
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | failed
+    outcome: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_github_deliveries_state_received", "state", "received_at"),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -107,4 +108,47 @@ async def test_http_mode_is_off_without_a_signing_secret(
         }
         response = await sender.post(body, headers)
     assert response.status_code == 503
+    await bot.aclose()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+async def test_bodies_bolt_cannot_parse_are_a_400_signed_or_a_401_unsigned_never_a_500(
+    slack: SlackClient,
+) -> None:
+    """Regression: Bolt parses a body before checking its signature; bad or deeply nested JSON was a 500."""
+    for body in ("payload=" + DEEP, "{" + DEEP, "payload=%7Bnot+json", "{not json"):
+        unsigned = await slack.post(body, {"content-type": "application/x-www-form-urlencoded"})
+        assert unsigned.status_code == 401
+        signed = await slack.post(body, slack.signed(body))
+        assert (signed.status_code, signed.text) == (400, "body is not a Slack request")
+
+
+async def test_no_request_waits_on_auth_test_and_the_token_is_checked_once_in_the_background(
+    slack: SlackClient, slack_bot: SlackBot, fake_slack: FakeSlack
+) -> None:
+    """Regression: Bolt called auth.test inline on the first request (a 500 while Slack was unreachable)."""
+    fake_slack.down = True
+    assert (await slack.command("help")).status_code == 200
+    assert slack_bot.identity is not None and await slack_bot.identity.verify() is False
+    assert slack_bot.problem == "not verified yet: auth.test answered HTTP 503"
+    fake_slack.down = False
+    assert await slack_bot.identity.verify() is True and slack_bot.problem is None
+    assert len(fake_slack.calls["auth.test"]) == 1
+
+
+async def test_a_token_slack_rejects_is_reported_not_retried(
+    tmp_path: Path, store: JobStore, fake_slack: FakeSlack
+) -> None:
+    fake_slack.rejected_tokens.add("xoxb-test-token")
+    bot = SlackBot(slack_settings(tmp_path, "sqlite+aiosqlite://", fake_slack), store, RecordingQueue())
+    assert bot.identity is not None
+    bot.start()
+    for _ in range(100):
+        if bot.identity.bad_token:
+            break
+        await asyncio.sleep(0.02)
+    assert bot.problem == "Slack rejected SLACK_BOT_TOKEN (invalid_auth)"
+    assert len(fake_slack.calls["auth.test"]) == 1
     await bot.aclose()

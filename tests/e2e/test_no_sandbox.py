@@ -13,7 +13,7 @@ import pytest
 from autodev.app import create_app
 from autodev.runtime import Runtime
 from engine.store.models import JobState
-from tests.e2e.test_github_flow import SLUG, labeled_issue, stack_settings, work_off_the_queue
+from tests.e2e.test_github_flow import SLUG, job_of, labeled_issue, stack_settings, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.github_app.conftest import REPO, deliver
 from tests.github_app.conftest import private_key as private_key
@@ -50,8 +50,9 @@ async def test_a_job_without_a_sandbox_says_its_tests_did_not_run_everywhere(
     llm.reply_tool_calls(("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"}))
     llm.reply_text("Fixed.")
 
-    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
+    delivery = (await deliver(http, "issues", labeled_issue(settings))).json()["delivery"]
     await work_off_the_queue(runtime)
+    job_id = await job_of(runtime, delivery)
 
     view = await runtime.store.view(job_id)
     assert view.state is JobState.SUCCEEDED, view.failure_reason

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.store.models import JobState
-from tests.e2e.test_github_flow import FIX_TEST, git, labeled_issue
+from tests.e2e.test_github_flow import FIX_TEST, git, job_of, labeled_issue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services
 from tests.faults.test_killed_worker import worker_env
@@ -18,6 +18,11 @@ from tests.github_app.conftest import private_key as private_key
 ONE_STEP = {"summary": "Fix", "steps": [
     {"title": "Fix the README typo", "rationale": "r", "acceptance": "Hello", "files": ["README.md"]},
 ]}  # fmt: skip
+
+
+async def ended(runtime: Any, delivery: str) -> bool:
+    job = await runtime.store.find_by_dedupe_key(f"github:{delivery}")
+    return job is not None and job.state in ("succeeded", "failed")
 
 
 async def test_a_worker_on_the_default_relative_data_dir_turns_a_labeled_issue_into_a_pr(
@@ -33,7 +38,7 @@ async def test_a_worker_on_the_default_relative_data_dir_turns_a_labeled_issue_i
         ("create_file", {"path": "tests/test_readme.py", "content": FIX_TEST}),
     )
     llm.reply_text("Fixed.")
-    job_id = (await deliver(http, "issues", labeled_issue(settings))).json()["job_id"]
+    delivery = (await deliver(http, "issues", labeled_issue(settings))).json()["delivery"]
     env = worker_env(settings)
     env["DATA_DIR"] = "data"  # as .env.example has it, relative to where the worker starts
     del env["WORKSPACE_DIR"]
@@ -45,14 +50,14 @@ async def test_a_worker_on_the_default_relative_data_dir_turns_a_labeled_issue_i
             sys.executable, "-m", "autodev", "worker", env=env, cwd=home, stdout=log, stderr=log
         )
         try:
-            async with asyncio.timeout(90):
-                while (await runtime.store.get(job_id)).state not in ("succeeded", "failed"):  # noqa: ASYNC110
+            async with asyncio.timeout(90):  # the worker decides the delivery, then runs its job
+                while not await ended(runtime, delivery):  # noqa: ASYNC110 - another process writes the DB
                     await asyncio.sleep(0.1)
         finally:
             worker.terminate()
             await worker.wait()
 
-    view = await runtime.store.view(job_id)
+    view = await runtime.store.view(await job_of(runtime, delivery))
     assert view.state is JobState.SUCCEEDED, view.failure_reason
     assert (home / "data" / "work").is_dir()
     assert git(remote, "log", "--format=%s", f"main..{view.branch}").splitlines() == ["Fix the README typo"]

@@ -1,4 +1,5 @@
-"""The database gone for a moment: webhooks answer 503 (GitHub redelivers); nothing half-written remains."""
+"""The database gone for a moment: webhooks answer 503 (the one case for a redelivery); nothing half-written
+remains, and the redelivery is stored."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
-from engine.store.models import JobState
+from engine.store.models import GitHubDelivery
 from tests.e2e.test_github_flow import SLUG, labeled_issue, stack_settings
 from tests.github_app.conftest import REPO, deliver
 from tests.github_app.conftest import private_key as private_key
@@ -50,18 +52,21 @@ async def test_a_webhook_during_a_database_outage_gets_503_and_its_redelivery_ma
     assert warm.status_code == 202  # the pool holds live connections that the outage will break
 
     await proxy.cut()
-    during = await deliver(http, "issues", labeled_issue(settings), delivery="during-the-outage")
+    later = labeled_issue(settings)
+    later["issue"]["updated_at"] = "2026-11-21T10:00:00Z"  # another label event: another body
+    during = await deliver(http, "issues", later, delivery="during-the-outage")
     assert during.status_code == 503
     assert "redeliver" in during.json()["error"]
     ready = await http.get("/readyz")
     assert ready.status_code == 503
 
     await proxy.restore()
-    again = await deliver(http, "issues", labeled_issue(settings), delivery="during-the-outage")
-    assert again.status_code == 202 and again.json()["created"] is True
-    jobs = await runtime.store.list_jobs()
-    assert sorted(j.dedupe_key for j in jobs) == ["github:before-the-outage", "github:during-the-outage"]
-    view = await runtime.store.view(again.json()["job_id"])
-    assert view.state is JobState.QUEUED
-    assert [(e.seq, e.type) for e in view.events] == [(1, "submitted")]
-    assert (await runtime.queue.depth())[0] == 2
+    again = await deliver(http, "issues", later, delivery="during-the-outage")
+    assert again.status_code == 202 and again.json() == {"delivery": "during-the-outage", "stored": True}
+    async with runtime.store.sessions() as session:
+        rows = list(await session.scalars(select(GitHubDelivery)))
+    assert sorted((r.id, r.state) for r in rows) == [
+        ("before-the-outage", "pending"),
+        ("during-the-outage", "pending"),
+    ]
+    assert (await runtime.queue.depth())[0] == 2  # both queued for the worker to decide

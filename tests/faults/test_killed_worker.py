@@ -62,13 +62,17 @@ async def test_a_worker_stopped_mid_job_is_replaced_and_the_job_ends_with_one_pr
     llm.reply_text("Fixed.")
     # Step 2's first call meets a long rate limit: the first worker is waiting on it when it is killed.
     llm.reply_status(429, retry_after=120)
-    job_id = (await deliver(http, "issues", label)).json()["job_id"]
+    delivery = (await deliver(http, "issues", label)).json()["delivery"]
 
     with (tmp_path / "worker.log").open("w") as log:
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "autodev", "worker", env=worker_env(settings), stdout=log, stderr=log
         )
         try:
+            async with asyncio.timeout(30):  # the worker decides the delivery, then runs its job
+                while (job := await runtime.store.find_by_dedupe_key(f"github:{delivery}")) is None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            job_id = job.id
 
             async def step_one_done() -> bool:
                 view = await runtime.store.view(job_id, with_events=False)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from githubkit.webhooks import sign
 
+from engine.errors import TransientFailure
 from engine.settings import Settings
 from engine.store.jobs import JobStore
 from github_app import GitHubApp
@@ -120,3 +121,21 @@ async def deliver(
     if not headers["X-Hub-Signature-256"]:
         del headers["X-Hub-Signature-256"]
     return await client.post("/github/webhooks", content=body, headers=headers)
+
+
+async def settle(app: GitHubApp, queue: RecordingQueue) -> list[str]:
+    """What the worker does with each delivery the webhook queued, tries and all, in this process (with ARQ
+    and its backoff in tests/e2e): the outcome of each, in order."""
+    assert app.deliveries is not None
+    max_tries = app.settings.trigger_max_tries
+    outcomes: list[str] = []
+    while queue.deliveries:
+        delivery_id = queue.deliveries.pop(0)
+        for try_number in range(1, max_tries + 1):
+            try:
+                outcome = await app.deliveries.handle(delivery_id, last_try=try_number == max_tries)
+            except TransientFailure:
+                continue
+            outcomes.append(outcome)
+            break
+    return outcomes

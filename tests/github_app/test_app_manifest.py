@@ -86,4 +86,4 @@ async def test_announced_events_are_acknowledged_and_counted(
         response = await deliver(client, event, {"action": "completed", "installation": {"id": 77}})
         assert response.status_code == 202 and "not handled" in response.json()["ignored"]
 
-    assert gh_app.deliveries.pending == {("check_suite", 202): 1, ("workflow_run", 202): 1}
+    assert gh_app.webhook_counts.pending == {("check_suite", 202): 1, ("workflow_run", 202): 1}

@@ -35,6 +35,7 @@ class FakeSlack:
     responses: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False
     unknown_channels: set[str] = field(default_factory=set)
+    rejected_tokens: set[str] = field(default_factory=set)  # auth.test answers invalid_auth for these
     rate_limited_hits: int = 0
     _rate_limited: int = 0
     _retry_after: int = 1
@@ -131,6 +132,8 @@ class FakeSlack:
         if method == "apps.connections.open":
             self.socket_tokens.append(self.calls[method][-1].token)
             return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
+        if method == "auth.test" and self.calls[method][-1].token in self.rejected_tokens:
+            return {"ok": False, "error": "invalid_auth"}
         if method == "auth.test":
             return {"ok": True, "user_id": self.bot_user_id, "bot_id": "BBOT", "team_id": "T1", "team": "t"}
         if method == "chat.postMessage":

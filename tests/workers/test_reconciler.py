@@ -16,6 +16,8 @@ from tests.workers.conftest import burst_worker, worker_ctx
 from workers.jobs import reconcile
 from workers.queue import ArqJobQueue
 
+NO_DELIVERIES = {"deliveries_enqueued": 0, "deliveries_purged": 0}
+
 
 async def submit(store: JobStore, key: str, *, age: timedelta = timedelta(0)) -> str:
     job, _ = await store.submit(
@@ -35,7 +37,7 @@ async def test_a_queued_job_redis_does_not_hold_is_enqueued_again(
 
     counts = await reconcile(worker_ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 1, "failed": 0, "revived": 0, "reported": 0}
+    assert counts == {"enqueued": 1, "failed": 0, "revived": 0, "reported": 0, **NO_DELIVERIES}
     assert await queue.status(lost) is JobStatus.queued
 
 
@@ -49,6 +51,7 @@ async def test_a_just_submitted_job_is_left_to_the_web_process_to_enqueue(
         "failed": 0,
         "revived": 0,
         "reported": 0,
+        **NO_DELIVERIES,
     }
     assert await ArqJobQueue(pool).status(fresh) is JobStatus.not_found
 
@@ -64,6 +67,7 @@ async def test_jobs_already_on_the_queue_are_left_alone(
         "failed": 0,
         "revived": 0,
         "reported": 0,
+        **NO_DELIVERIES,
     }
 
 
@@ -97,7 +101,7 @@ async def test_a_running_job_whose_tries_ARQ_used_up_is_failed_with_a_reason(
 
     counts = await reconcile(worker_ctx(settings, store, pool))
 
-    assert counts == {"enqueued": 0, "failed": 1, "revived": 0, "reported": 0}
+    assert counts == {"enqueued": 0, "failed": 1, "revived": 0, "reported": 0, **NO_DELIVERIES}
     job = await store.get(job_id)
     assert job.state == JobState.FAILED
     assert "retry it to continue" in (job.failure_reason or "")

@@ -48,7 +48,7 @@ async def test_a_burst_of_submissions_shares_commits_and_every_job_is_queued_onc
 ) -> None:
     store, commits = store_and_commits
     queue = ArqJobQueue(pool)
-    intake = Intake(store, queue)
+    intake = Intake.for_jobs(store, queue)
     keys = [f"delivery-{n % 37}" for n in range(40)]  # three redeliveries among them
 
     answers = await asyncio.gather(*(intake.submit(request(key)) for key in keys))
@@ -67,7 +67,7 @@ async def test_waves_arriving_while_commits_are_in_flight_make_each_job_once(
     job each, and every caller hears its job's id."""
     store, _ = store_and_commits
     queue = RecordingQueue()
-    intake = Intake(store, queue)
+    intake = Intake.for_jobs(store, queue)
     assert intake.max_in_flight == (CONCURRENT_COMMITS if store.concurrent_writers else 1)
 
     async def wave(n: int) -> list[tuple[str, bool]]:
@@ -92,7 +92,7 @@ async def test_a_lone_submission_is_committed_and_queued_before_it_is_answered(
 ) -> None:
     store, commits = store_and_commits
     queue = RecordingQueue()
-    job_id, created = await Intake(store, queue).submit(request("alone"))
+    job_id, created = await Intake.for_jobs(store, queue).submit(request("alone"))
     assert created and queue.enqueued == [job_id] and len(commits) == 1
     assert (await store.get(job_id)).dedupe_key == "alone"
 
@@ -101,7 +101,7 @@ async def test_when_the_queue_is_down_the_jobs_are_still_committed(
     store_and_commits: tuple[JobStore, list[int]],
 ) -> None:
     store, _ = store_and_commits
-    intake = Intake(store, RecordingQueue(fail_with=ConnectionError("redis gone")))
+    intake = Intake.for_jobs(store, RecordingQueue(fail_with=ConnectionError("redis gone")))
     answers = await asyncio.gather(*(intake.submit(request(f"k{n}")) for n in range(5)))
     assert all(created for _, created in answers)
     assert await count_jobs(store) == 5  # the reconciler enqueues them
@@ -109,7 +109,7 @@ async def test_when_the_queue_is_down_the_jobs_are_still_committed(
 
 async def test_when_the_database_is_down_every_waiting_caller_gets_the_error(tmp_path: Any) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-tables.db'}")
-    intake = Intake(JobStore(make_sessionmaker(engine), LIMITS), RecordingQueue())
+    intake = Intake.for_jobs(JobStore(make_sessionmaker(engine), LIMITS), RecordingQueue())
     submissions = (intake.submit(request(f"k{n}")) for n in range(5))
     results = await asyncio.gather(*submissions, return_exceptions=True)
     assert len(results) == 5 and all(isinstance(r, Exception) for r in results)
