@@ -119,7 +119,7 @@ async def _work(
             # Every step changed nothing: there is no branch to push and no pull request to open.
             log.info("no step changed anything; nothing to publish", extra={"job_id": job.id})
             return
-        with tracing.span("autodev.publish", {"autodev.job_id": job.id, "autodev.branch": branch}):
+        with tracing.span("autodev.publish", {"autodev.job_id": job.id}):
             await publisher.push(tree)
             await publisher.sync_pr(plan, ready=True)
 

@@ -1,0 +1,198 @@
+"""Traces: a job run end to end exports one OTLP trace (to a collector on 127.0.0.1) with the GenAI spans."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from engine import tracing
+from engine.store.jobs import JobStore
+from engine.store.models import JobState
+from engine.workspace.local_host import LocalCodeHost
+from tests.engine.conftest import llm_settings, plan, run, submit
+from tests.support.fake_llm import FakeLLM
+
+WRONG = "def subtract(a, b):\n    return a + b\n"
+TEST = "from sub import subtract\n\n\ndef test_subtract():\n    assert subtract(5, 3) == 2\n"
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver: every POST /v1/traces body, decoded."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.paths: list[str] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                collector.paths.append(self.path)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                collector.requests.append(request)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def spans(self) -> list[Any]:
+        return [
+            span
+            for request in self.requests
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def attrs(span: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for kv in span.attributes:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "array_value":
+            found[kv.key] = [getattr(v, v.WhichOneof("value")) for v in value.array_value.values]
+        else:
+            found[kv.key] = getattr(value, kind)
+    return found
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
+    server = Collector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.url)
+    assert tracing.start()
+    try:
+        yield server
+    finally:
+        tracing.shutdown()
+        server.close()
+
+
+def script_job(llm: FakeLLM) -> None:
+    llm.reply_json(plan("Add subtract with a test"))
+    llm.reply_tool_calls(
+        ("create_file", {"path": "sub.py", "content": WRONG}),
+        ("create_file", {"path": "tests/test_sub.py", "content": TEST}),
+    )
+    llm.reply_text("Done.")
+    llm.reply_tool_calls(("edit_file", {"path": "sub.py", "old_text": "a + b", "new_text": "a - b"}))
+    llm.reply_text("Fixed the sign.")
+
+
+async def test_a_job_is_one_trace_with_genai_spans_per_request_tool_spans_and_no_prompt_text(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, project: Path, collector: Collector
+) -> None:
+    settings = llm_settings(tmp_path, database_url, llm)
+    script_job(llm)
+    job_id = await submit(store, repo=f"local:{project}")
+    assert await run(job_id, settings, store, LocalCodeHost(project)) is JobState.SUCCEEDED
+    tracing.force_flush()
+
+    spans = collector.spans()
+    assert collector.paths and set(collector.paths) == {"/v1/traces"}
+    assert len({s.trace_id for s in spans}) == 1, "one trace for the job"
+    by_name: dict[str, list[Any]] = {}
+    for s in spans:
+        by_name.setdefault(s.name, []).append(s)
+    (trigger,) = by_name["autodev.trigger"]
+    (job,) = by_name["autodev.job"]
+    assert attrs(trigger)["autodev.job_id"] == job_id and job.parent_span_id == trigger.span_id
+    job_attrs = attrs(job)
+    assert job_attrs["autodev.job_id"] == job_id and job_attrs["autodev.repo"] == f"local:{project}"
+    assert job_attrs["autodev.trigger"] == "test" and job_attrs["autodev.job.state"] == "succeeded"
+    assert len(by_name["autodev.plan"]) == 1 and len(by_name["autodev.step"]) == 1
+    assert len(by_name["autodev.tests"]) == 2 and len(by_name["autodev.publish"]) == 1
+    assert [attrs(s)["autodev.tests.passed"] for s in by_name["autodev.tests"]] == [False, True]
+
+    # A GenAI client span per LLM request, with the ledger's model, tokens and dollars.
+    view = await store.view(job_id)
+    chats = sorted((s for s in spans if s.name.startswith("chat ")), key=lambda s: s.start_time_unix_nano)
+    assert len(chats) == len(llm.requests) == len(view.costs) == 5
+    for span, cost in zip(chats, sorted(view.costs, key=lambda c: c.created_at), strict=True):
+        a = attrs(span)
+        assert span.name == f"chat {cost.model}" and span.kind == span.SPAN_KIND_CLIENT
+        assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "openai"
+        assert a["gen_ai.system"] == "openai"
+        assert a["gen_ai.request.model"] == cost.model and a["gen_ai.response.model"]
+        assert a["gen_ai.usage.input_tokens"] == cost.tokens_in > 0
+        assert a["gen_ai.usage.output_tokens"] == cost.tokens_out > 0
+        assert a["autodev.cost.usd"] == pytest.approx(cost.usd) and a["autodev.cost.usd"] > 0
+        assert a["autodev.cost.checked_usd"] == pytest.approx(cost.checked_usd)
+        assert a["autodev.role"] == cost.role and a["autodev.outcome"] == "ok"
+    assert [attrs(s)["autodev.role"] for s in chats] == ["planner"] + ["coder"] * 4
+
+    # A span per tool call, under the step.
+    tools = [s for s in spans if s.name.startswith("execute_tool ")]
+    assert sorted(s.name for s in tools) == [
+        "execute_tool create_file",
+        "execute_tool create_file",
+        "execute_tool edit_file",
+    ]
+    assert all(attrs(s)["gen_ai.tool.name"] == s.name.split()[1] for s in tools)
+    steps = {s.span_id for s in by_name["autodev.step"]}
+    assert all(s.parent_span_id in steps for s in tools)
+
+    # Nothing of the prompts, the files or the key in any attribute.
+    values = " ".join(str(v) for s in spans for v in attrs(s).values())
+    for text in ("subtract", "Add subtract(a, b)", "a - b", "sk-test-key", "Do the work", "Fixed the sign"):
+        assert text not in values
+
+
+async def test_without_the_endpoint_nothing_is_exported_and_the_job_runs(
+    tmp_path: Path,
+    database_url: str,
+    store: JobStore,
+    llm: FakeLLM,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = Collector()
+    try:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+        assert not tracing.start() and not tracing.enabled()
+        script_job(llm)
+        settings = llm_settings(tmp_path, database_url, llm)
+        job_id = await submit(store, repo=f"local:{project}")
+        assert await run(job_id, settings, store, LocalCodeHost(project)) is JobState.SUCCEEDED
+        tracing.force_flush()
+        tracing.shutdown()
+        assert server.requests == []
+        assert "traceparent" not in (await store.get(job_id)).origin
+    finally:
+        server.close()
+
+
+def test_without_the_sdk_the_endpoint_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # import fails as when not installed
+    with caplog.at_level(logging.WARNING, logger="engine.tracing"):
+        assert not tracing.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert not tracing.enabled() and "autodev[otel]" in caplog.text
+    with tracing.span("x", {"a": 1}) as span:  # every call is a no-op
+        span.set({"b": 2})
+        span.error("e")
+    assert tracing.traceparent() is None
