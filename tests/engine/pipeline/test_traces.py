@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine import tracing
-from engine.store.jobs import JobStore
+from engine.store.jobs import JobRequest, JobStore
 from engine.store.models import JobState
 from engine.workspace.local_host import LocalCodeHost
 from tests.engine.conftest import llm_settings, plan, run, submit
@@ -140,3 +140,43 @@ def test_without_the_sdk_the_endpoint_is_ignored_with_a_warning(
         span.set({"b": 2})
         span.error("e")
     assert tracing.traceparent() is None
+
+
+async def test_a_failed_request_and_a_failed_job_are_error_spans_with_their_outcome(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, project: Path, collector: Collector
+) -> None:
+    settings = llm_settings(tmp_path, database_url, llm)
+    llm.reply_status(429, retry_after=0)  # retried: an attempt of its own
+    llm.reply_status(401)  # the key is refused: the job fails
+    job_id = await submit(store, repo=f"local:{project}")
+    assert await run(job_id, settings, store, LocalCodeHost(project)) is JobState.FAILED
+    tracing.force_flush()
+
+    spans = collector.spans()
+    chats = sorted((s for s in spans if s.name.startswith("chat ")), key=lambda s: s.start_time_unix_nano)
+    assert len(chats) == 2
+    assert [attrs(s)["autodev.attempt"] for s in chats] == [1, 2]
+    assert all(s.status.code == s.status.STATUS_CODE_ERROR for s in chats)
+    assert all(attrs(s)["error.type"] == attrs(s)["autodev.outcome"] != "ok" for s in chats)
+    (job,) = [s for s in spans if s.name == "autodev.job"]
+    assert job.status.code == job.status.STATUS_CODE_ERROR and attrs(job)["autodev.job.state"] == "failed"
+    assert "sk-test-key" not in str([attrs(s) for s in spans])
+
+
+async def test_the_web_sides_group_commit_leaves_the_triggers_traceparent_on_each_new_job(
+    store: JobStore, collector: Collector
+) -> None:
+    requests = [
+        JobRequest(
+            dedupe_key=f"t:{i}", trigger="issue_comment", repo="acme/calc", title="t", task="x", requester="r"
+        )
+        for i in range(2)
+    ]
+    answers = await store.submit_many(requests)
+    tracing.force_flush()
+    triggers = {attrs(s)["autodev.job_id"]: s for s in collector.spans() if s.name == "autodev.trigger"}
+    for job_id, created in answers:
+        assert created
+        _, trace_id, span_id, _ = (await store.get(job_id)).origin["traceparent"].split("-")
+        assert triggers[job_id].trace_id.hex() == trace_id and triggers[job_id].span_id.hex() == span_id
+        assert attrs(triggers[job_id])["autodev.trigger"] == "issue_comment"
