@@ -102,8 +102,9 @@ def span(
     kind: str = "internal",
     parent: str | None = None,
 ) -> Iterator[Span]:
-    """A span around the block, a child of the current one (or of the W3C traceparent `parent`); an
-    exception leaving the block marks it as an error."""
+    """A span around the block, a child of the current one (or of the W3C traceparent `parent`). An
+    exception leaving the block marks it as an error by its type alone: its message may quote a model or
+    a file, so it is not recorded."""
     if _tracer is None:
         yield Span()
         return
@@ -115,9 +116,20 @@ def span(
 
         context = TraceContextTextMapPropagator().extract({"traceparent": parent})
     with _tracer.start_as_current_span(
-        name, context=context, kind=SpanKind[kind.upper()], attributes=_clean(attributes or {})
+        name,
+        context=context,
+        kind=SpanKind[kind.upper()],
+        attributes=_clean(attributes or {}),
+        record_exception=False,
+        set_status_on_exception=False,
     ) as otel_span:
-        yield Span(otel_span)
+        wrapped = Span(otel_span)
+        try:
+            yield wrapped
+        except BaseException as exc:
+            wrapped.set({"error.type": type(exc).__name__})
+            wrapped.error(type(exc).__name__)
+            raise
 
 
 def traceparent() -> str | None:

@@ -160,6 +160,9 @@ async def test_a_failed_request_and_a_failed_job_are_error_spans_with_their_outc
     assert all(attrs(s)["error.type"] == attrs(s)["autodev.outcome"] != "ok" for s in chats)
     (job,) = [s for s in spans if s.name == "autodev.job"]
     assert job.status.code == job.status.STATUS_CODE_ERROR and attrs(job)["autodev.job.state"] == "failed"
+    (planning,) = [s for s in spans if s.name == "autodev.plan"]
+    assert planning.status.code == planning.status.STATUS_CODE_ERROR and attrs(planning)["error.type"]
+    assert all(not s.events for s in spans), "an exception's message is never recorded"
     assert "sk-test-key" not in str([attrs(s) for s in spans])
 
 
