@@ -15,6 +15,7 @@ from engine.store.jobs import JobRequest, JobStore
 from engine.store.models import JobState
 from engine.workspace.local_host import LocalCodeHost
 from tests.engine.conftest import llm_settings, plan, run, submit
+from tests.engine.llm.conftest import client_for, new_job
 from tests.support.fake_llm import FakeLLM
 from tests.support.otlp_collector import Collector, attrs
 
@@ -183,3 +184,23 @@ async def test_the_web_sides_group_commit_leaves_the_triggers_traceparent_on_eac
         _, trace_id, span_id, _ = (await store.get(job_id)).origin["traceparent"].split("-")
         assert triggers[job_id].trace_id.hex() == trace_id and triggers[job_id].span_id.hex() == span_id
         assert attrs(triggers[job_id])["autodev.trigger"] == "issue_comment"
+
+
+async def test_an_embeddings_request_is_an_embeddings_span_with_its_usage_and_cost(
+    tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM, collector: Collector
+) -> None:
+    settings = llm_settings(tmp_path, database_url, llm, embedding_model="text-embedding-3-small")
+    job_id = await new_job(store)
+    client = client_for(store, settings, job_id)
+    try:
+        assert len(await client.embed(["def subtract(a, b): ...", "README"])) == 2
+    finally:
+        await client.aclose()
+    tracing.force_flush()
+
+    (span,) = [s for s in collector.spans() if s.name.startswith("embeddings ")]
+    a = attrs(span)
+    (cost,) = (await store.view(job_id)).costs
+    assert span.name == "embeddings text-embedding-3-small" and a["gen_ai.operation.name"] == "embeddings"
+    assert a["gen_ai.usage.input_tokens"] == cost.tokens_in > 0 and a["autodev.role"] == "embeddings"
+    assert a["autodev.cost.usd"] == pytest.approx(cost.usd) and "subtract" not in str(a)
