@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from bot import SlackBot
     from github_app import GitHubApp
+from web import render_html
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Runtime:
         )
         pool = await connect(redis_url)
         queue = ArqJobQueue(pool)
-        github = GitHubApp(settings, store, queue, pool)
+        github = GitHubApp(settings, store, queue, pool, render_page=render_html)
         slack = SlackBot(settings, store, queue, redis=pool)
         _log_surfaces(settings)
         return cls(settings, db, store, pool, queue, github, slack, embedded)

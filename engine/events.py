@@ -26,6 +26,8 @@ Each event is a row (seq, type, data). Types and their data:
 - instructions   {files: [{path, chars, truncated}], step_index?}  the repository's instruction files read
 - sandbox        {runner, network, test_command, problem?}  where the repository's commands run (bwrap,
                  none) or why they do not
+- setup          {status, source, commands, notes, network, key?, seconds?, reason?, tail?}  the
+                 repository's setup: running, ran, reused (an earlier job's environment), failed, or skipped
 - context        {step_index, chosen, considered, tokens}  the context engine's summary for one build
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
@@ -52,6 +54,7 @@ CANCEL_REQUESTED = "cancel_requested"
 CONTEXT = "context"
 INSTRUCTIONS = "instructions"
 SANDBOX = "sandbox"
+SETUP = "setup"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"

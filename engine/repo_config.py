@@ -1,4 +1,7 @@
-"""A target repository's `.github/autodev.yml`: test command, budget, base branch, protected paths, …"""
+"""A target repository's `.github/autodev.yml`: test command, setup, budget, base branch, protected paths, …
+
+docs/repo-config.md documents every key; tests/engine/test_repo_config_docs.py keeps the two in step.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +32,26 @@ class RepoConfig(BaseModel):
     # gitignore-style patterns ("secrets", "/config/**", "infra/", "*.pem", "!public.pem") the coder may not
     # write, delete or create; added to the defaults (.github/workflows/, .github/actions/, this file).
     protected_paths: list[str] = Field(default_factory=list)
-    # Whether the repository's commands may use the network (its tests need it); off by default.
+    # Whether the repository's tests may use the network; off by default (setup always has it).
     network: bool = False
     context: ContextConfig = Field(default_factory=ContextConfig)
+    # Commands that prepare the environment the tests run in (install dependencies), run once per change of
+    # the lockfiles. None: none given here, so .github/workflows/copilot-setup-steps.yml or
+    # .openhands/setup.sh are looked for; [] turns setup off.
+    setup: list[str] | None = None
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_command_or_a_list(cls, value: Any) -> Any:
+        """`setup: pip install -e .` is a list of that one command; a block (`|`) is one script."""
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("setup")
+    @classmethod
+    def _commands_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not command.strip() for command in value):
+            raise ValueError("a setup command is empty")
+        return value
 
     @field_validator("protected_paths", mode="before")
     @classmethod

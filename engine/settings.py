@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     mirror_cache_max_bytes: int = Field(default=5 * 1024**3, gt=0)
     test_timeout_seconds: float = Field(default=600.0, gt=0)
     test_output_max_bytes: int = Field(default=64 * 1024, gt=0)
+    # A repository's setup (docs/repo-config.md) has a timeout and an output cap of its own.
+    setup_timeout_seconds: float = Field(default=900.0, gt=0)
+    setup_output_max_bytes: int = Field(default=64 * 1024, gt=0)
     # How the repository's commands are isolated: bwrap (bubblewrap; when it cannot start, the commands do
     # not run and the job says so) or none (the operator's explicit choice: no isolation at all).
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -121,6 +121,11 @@ class JobView:
         sandbox = self.sandbox
         if sandbox.get("problem"):
             return str(sandbox["problem"])
+        setup = sandbox.get("setup") or {}
+        if setup.get("status") == "failed":
+            return (
+                f"setup failed ({setup.get('reason')}), so the tests did not run: see its log on the job page"
+            )
         if sandbox.get("runner") == "none" and sandbox.get("test_command"):
             return "tests ran without a sandbox (the operator set SANDBOX=none)"
         if sandbox.get("network"):

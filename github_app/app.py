@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter
@@ -30,7 +31,9 @@ class GitHubApp:
         store: JobStore,
         queue: JobQueue | None,
         redis: aioredis.Redis | None,
+        render_page: Callable[..., str] | None = None,
     ) -> None:
+        """`render_page` (the web package's page renderer, from the composition root) serves /github/setup."""
         self.settings = settings
         self.api: GitHubApi | None = None
         triggers: Triggers | None = None
@@ -51,7 +54,8 @@ class GitHubApp:
         self.deliveries = DeliveryTally(store.sessions)
         self.router = APIRouter()
         self.router.include_router(webhook_router(settings, store, triggers, self.deliveries))
-        self.router.include_router(setup_router(settings))
+        if render_page is not None:
+            self.router.include_router(setup_router(settings, render_page))
 
     def reporter_for(self, view: JobView) -> Reporter | None:
         """The GitHub reporter for jobs on a GitHub repository made through an installation."""

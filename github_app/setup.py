@@ -10,13 +10,13 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from engine.settings import Settings
 from github_app.manifest import (
@@ -39,14 +39,6 @@ KEY_FILE, ENV_FILE = "github-app.pem", "github-app.env"
 # The page posts a form to GitHub: it must not be framed by another site (clickjacking).
 PAGE_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
-templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates")),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def web_url(api_url: str) -> str:
     """github.com for the public API; the server itself for GitHub Enterprise Server (…/api/v3)."""
@@ -56,17 +48,17 @@ def web_url(api_url: str) -> str:
     return base.removesuffix("/api/v3")
 
 
-def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    body = templates.get_template(name).render(**values)
-    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
-
-
-def message(title: str, text: str, status: int, *, start_again: bool = False) -> HTMLResponse:
-    return render("setup_message.html", status, title=title, text=text, start_again=start_again)
-
-
-def setup_router(settings: Settings, manifest_file: Path = APP_YML) -> APIRouter:
+def setup_router(
+    settings: Settings, render_page: Callable[..., str], manifest_file: Path = APP_YML
+) -> APIRouter:
+    """The setup pages; `render_page(name, **values)` is the one page renderer (web's), handed in."""
     router = APIRouter()
+
+    def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return HTMLResponse(render_page(name, **values), status_code=status, headers=PAGE_HEADERS)
+
+    def message(title: str, text: str, status: int, *, start_again: bool = False) -> HTMLResponse:
+        return render("setup_message.html", status, title=title, text=text, start_again=start_again)
 
     @router.get("/github/setup")
     async def github_setup() -> HTMLResponse:

@@ -18,6 +18,7 @@ from engine.agents.rules import AgentRules
 from engine.agents.tools import ToolBox
 from engine.errors import ModelRefused
 from engine.llm.client import LLMClient
+from engine.pipeline.environment import JobEnvironment, SetupFailed
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
 from engine.repo_config import RepoConfig
@@ -49,6 +50,8 @@ class JobContext:
     # The context engine's diagnostics on the job's row; only this run writes them, so they are kept here
     # and written with each context event instead of read back first.
     diagnostics: list[Any] = field(default_factory=list)
+    # The repository's setup and the environment it prepared for the tests; None when no test runs.
+    environment: JobEnvironment | None = None
 
 
 async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
@@ -87,7 +90,11 @@ async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | No
     last_test: list[TestResult] = []
 
     async def step_tests(round_: int) -> TestResult | None:
-        result = await _tests(jc, index, total, round_)
+        try:
+            result = await _tests(jc, index, total, round_)
+        except SetupFailed as exc:
+            last_test[:] = [exc.result]
+            raise
         last_test[:] = [result] if result else []
         return result
 
@@ -95,7 +102,10 @@ async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | No
         if not jc.test_command:
             return None
         await run.check_cancel_recent()
-        return await _execute_tests(jc)
+        try:
+            return await _execute_tests(jc)
+        except SetupFailed as exc:  # the model is told; its next test round ends the step
+            return exc.result
 
     async def remember(kind: str, text: str) -> None:
         await save_note(run.store, repo=job.repo, job_id=job.id, kind=kind, text=text)
@@ -180,7 +190,11 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
         return None
     run = jc.run
     await run.set_phase("testing", {"step": index + 1, "of": total})
-    result = await _execute_tests(jc)
+    failed: SetupFailed | None = None
+    try:
+        result = await _execute_tests(jc)
+    except SetupFailed as exc:  # no test round after this one: the step fails with the setup's log
+        failed, result = exc, exc.result
     outcome = {
         "test_command": result.command,
         "test_output": result.output,
@@ -198,12 +212,15 @@ async def _tests(jc: JobContext, index: int, total: int, round_: int) -> TestRes
         },
         steps={index: outcome},
     )
+    if failed is not None:
+        raise failed
     return result
 
 
 async def _execute_tests(jc: JobContext) -> TestResult:
     settings = jc.run.settings
     assert jc.test_command is not None and jc.runner is not None
+    options = await jc.environment.ready() if jc.environment is not None else None
     with tracing.span(
         "autodev.tests", {"autodev.job_id": jc.job.id, "autodev.runner": jc.runner.name}
     ) as span:
@@ -215,6 +232,7 @@ async def _execute_tests(jc: JobContext) -> TestResult:
             network=jc.config.network,
             readonly=[jc.tree.mirror],  # the worktree's git metadata: `git status` works, nothing is written
             secrets=settings.secret_values(),
+            options=options,
         )
         span.set({"autodev.tests.passed": result.passed, "autodev.tests.exit_code": result.exit_code})
         if not result.passed:

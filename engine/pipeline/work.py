@@ -18,6 +18,7 @@ from engine.agents.rules import AgentRules, load_agent_rules
 from engine.errors import JobStopped, LimitReached, ModelRefused, PermanentFailure, TransientFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.client import LLMClient
+from engine.pipeline.environment import JobEnvironment
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
 from engine.pipeline.step import JobContext, build_context, run_step, task_text
@@ -79,7 +80,10 @@ async def _work(
         await run.emit(events.INSTRUCTIONS, {"files": [i.summary() for i in told]})
         agents_md = next((i.text for i in told if i.path == "AGENTS.md"), None)
         test_command = config.test_command or detect_test_command(tree.path, agents_md)
-        runner = await _sandbox(run, config, test_command)
+        runner, sandbox = await _sandbox(run, config, test_command)
+        environment = (
+            JobEnvironment(run, tree, config, runner, sandbox, job.repo) if runner and test_command else None
+        )
         jc = JobContext(
             run=run,
             job=job,
@@ -92,6 +96,7 @@ async def _work(
             runner=runner,
             publisher=publisher,
             diagnostics=list(job.context_diagnostics or []),
+            environment=environment,
         )
         plan: Plan | None = None
         try:
@@ -114,6 +119,9 @@ async def _work(
                 # Keep what is done: the branch is pushed already; the PR stays a draft and says why.
                 await publisher.sync_pr(plan, ready=False, note=note)
             raise
+        finally:
+            if environment is not None:
+                await environment.aclose()
         await run.set_phase("publishing")
         if job.kind != JobKind.REVISE.value and not await _committed_steps(jc):
             # Every step changed nothing: there is no branch to push and no pull request to open.
@@ -124,7 +132,9 @@ async def _work(
             await publisher.sync_pr(plan, ready=True)
 
 
-async def _sandbox(run: JobRun, config: RepoConfig, test_command: str | None) -> CommandRunner | None:
+async def _sandbox(
+    run: JobRun, config: RepoConfig, test_command: str | None
+) -> tuple[CommandRunner | None, dict[str, Any]]:
     """The runner for the repository's commands, recorded on the job (the check run, Slack and the job
     page show it); None when no sandbox can start: the job goes on without running them, and says so."""
     try:
@@ -141,7 +151,7 @@ async def _sandbox(run: JobRun, config: RepoConfig, test_command: str | None) ->
     if problem and test_command:
         sandbox["problem"] = problem
     await run.emit(events.SANDBOX, sandbox, fields={"sandbox": sandbox})
-    return runner
+    return runner, sandbox
 
 
 async def _plan(jc: JobContext) -> tuple[Plan, bool]:

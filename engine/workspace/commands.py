@@ -11,15 +11,23 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.redact import redact
 from engine.settings import Settings
-from engine.workspace.sandbox import CommandRunner, Limits, SandboxUnavailable, make_runner, sandbox_env
+from engine.workspace.sandbox import (
+    CommandRunner,
+    Limits,
+    Mount,
+    SandboxUnavailable,
+    make_runner,
+    sandbox_env,
+)
 
 __all__ = [
-    "TestResult", "command_runner", "detect_test_command", "hidden_paths", "run_tests", "sandbox_status",
+    "RunOptions", "TestResult", "command_env", "command_runner", "detect_test_command", "hidden_paths",
+    "run_tests", "sandbox_status",
 ]  # fmt: skip
 
 
@@ -34,6 +42,26 @@ class TestResult:
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a prepared environment (engine/workspace/envs.py) adds to a command: its mounts, the path the
+    worktree is shown at, directories put first on PATH and variables."""
+
+    mounts: tuple[Mount, ...] = ()
+    workdir_at: Path | None = None
+    path_first: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def command_env(settings: Settings, options: RunOptions | None = None) -> dict[str, str]:
+    """The allow-listed environment of a repository's command, with `options`' PATH and variables."""
+    options = options or RunOptions()
+    exposed_bins = [str(p / "bin") for p in settings.sandbox_readonly_paths if (p / "bin").is_dir()]
+    env = sandbox_env(options.variables)
+    env["PATH"] = ":".join([*options.path_first, *exposed_bins, sandbox_env()["PATH"]])
+    return env
 
 
 def hidden_paths(settings: Settings) -> list[Path]:
@@ -104,24 +132,26 @@ async def run_tests(
     network: bool = False,
     readonly: Sequence[Path] = (),
     secrets: Iterable[str] = (),
+    options: RunOptions | None = None,
 ) -> TestResult:
     """Run `command` in a shell in `worktree` through `runner`; nothing it started outlives it."""
-    exposed_bins = [str(p / "bin") for p in settings.sandbox_readonly_paths if (p / "bin").is_dir()]
-    env = sandbox_env()
-    env["PATH"] = ":".join([*exposed_bins, env["PATH"]])
+    options = options or RunOptions()
+    env = command_env(settings, options)
     limits = Limits(
         timeout_s=settings.test_timeout_seconds,
         memory_bytes=settings.test_memory_mb * 1024 * 1024,
         max_processes=settings.test_max_processes,
         output_bytes=settings.test_output_max_bytes,
     )
-    result = await runner.run(command, worktree, env=env, network=network, limits=limits, readonly=readonly)
-    text = redact(result.output, secrets)
+    result = await runner.run(
+        command, worktree, env=env, network=network, limits=limits, readonly=readonly,
+        mounts=options.mounts, workdir_at=options.workdir_at,
+    )  # fmt: skip
     return TestResult(
         command,
         passed=result.exit_code == 0 and not result.timed_out,
         exit_code=result.exit_code,
-        output=text,
+        output=redact(result.output, secrets),
         timed_out=result.timed_out,
         reason=result.reason,
     )

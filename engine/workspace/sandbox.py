@@ -37,12 +37,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.workspace.sandbox_fs import SANDBOX_HOME, default_hidden, masked_paths, mount_args, sandbox_env
+from engine.workspace.sandbox_fs import (
+    SANDBOX_HOME,
+    Mount,
+    default_hidden,
+    masked_paths,
+    mount_args,
+    sandbox_env,
+)
 from engine.workspace.sandbox_run import CommandResult, Limits, exited, read_pipe, rlimits, supervise
 
 __all__ = [
-    "BwrapRunner", "CommandResult", "CommandRunner", "Limits", "SandboxUnavailable", "UnsandboxedRunner",
-    "bwrap_problem", "make_runner", "sandbox_env",
+    "BwrapRunner", "CommandResult", "CommandRunner", "Limits", "Mount", "SandboxUnavailable",
+    "UnsandboxedRunner", "bwrap_problem", "make_runner", "sandbox_env",
 ]  # fmt: skip
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap) or set SANDBOX=none"
@@ -61,11 +68,15 @@ class SandboxUnavailable(Exception):
 
 
 class CommandRunner(Protocol):
+    """Runs `command` in `workdir`; `mounts` and `workdir_at` (the path the command sees the workdir at)
+    need a sandbox: the unsandboxed runner refuses them."""
+
     name: str
 
     async def run(
         self, command: str, workdir: Path, *, env: Mapping[str, str], network: bool = False,
-        limits: Limits = Limits(), readonly: Sequence[Path] = (),
+        limits: Limits = Limits(), readonly: Sequence[Path] = (), mounts: Sequence[Mount] = (),
+        workdir_at: Path | None = None,
     ) -> CommandResult: ...  # fmt: skip
 
 
@@ -127,20 +138,23 @@ class BwrapRunner:
         sandbox_env(), masked_paths()  # the one-time look at PATH's toolchains and /etc, here and not mid-job
 
     def _args(
-        self, workdir: Path, env: Mapping[str, str], network: bool, readonly: Sequence[Path]
-    ) -> list[str]:
+        self, workdir: Path, env: Mapping[str, str], network: bool, readonly: Sequence[Path],
+        mounts: Sequence[Mount] = (), at: Path | None = None,
+    ) -> list[str]:  # fmt: skip
         return [
             self.bwrap, *ISOLATION, *([] if network else ["--unshare-net"]),
             *(["--disable-userns"] if self._disable_userns else []), "--hostname", "sandbox",
-            *mount_args(workdir, readonly, self.hidden), "--chdir", str(workdir.resolve()), "--clearenv",
+            *mount_args(workdir, readonly, self.hidden, mounts=mounts, at=at),
+            "--chdir", str(at or workdir.resolve()), "--clearenv",
             *[a for name, value in env.items() for a in ("--setenv", name, value)],
         ]  # fmt: skip
 
     async def run(
         self, command: str, workdir: Path, *, env: Mapping[str, str], network: bool = False,
-        limits: Limits = Limits(), readonly: Sequence[Path] = (),
+        limits: Limits = Limits(), readonly: Sequence[Path] = (), mounts: Sequence[Mount] = (),
+        workdir_at: Path | None = None,
     ) -> CommandResult:  # fmt: skip
-        args = self._args(workdir, env, network, [*self.exposed, *readonly])
+        args = self._args(workdir, env, network, [*self.exposed, *readonly], mounts, workdir_at)
         (info_r, info_w), (block_r, block_w), (out_r, out_w) = os.pipe(), os.pipe(), os.pipe()
         handshake = ["--info-fd", str(info_w), "--block-fd", str(block_r), "--", "/bin/sh", "-c", command]
         try:
@@ -193,8 +207,11 @@ class UnsandboxedRunner:
 
     async def run(
         self, command: str, workdir: Path, *, env: Mapping[str, str], network: bool = False,
-        limits: Limits = Limits(), readonly: Sequence[Path] = (),
+        limits: Limits = Limits(), readonly: Sequence[Path] = (), mounts: Sequence[Mount] = (),
+        workdir_at: Path | None = None,
     ) -> CommandResult:  # fmt: skip
+        if mounts or workdir_at is not None:
+            raise ValueError("mounts and workdir_at need a sandbox; without one the command sees the host")
         limited = rlimits(limits)
 
         def preexec() -> None:

@@ -5,7 +5,9 @@ namespace only renames that uid: the command is still root to the kernel's permi
 it can see (it reads /etc/shadow if /etc/shadow is visible). So nothing is visible unless listed: system
 directories read-only (with their files that are not world-readable masked), the toolchains the worker's
 PATH leads to, the caller's read-only paths, the worktree. Paths the caller names as hidden (the data dir,
-the autodev checkout and its venv) are never inside a mount.
+the autodev checkout and its venv) are never inside a mount. A caller may show the worktree at another path
+(`at`: a prepared environment's editable installs point there) and add mounts of its own (`Mount`: a host
+directory read-only or read-write at a target path, or an empty tmpfs); the same hidden-path check holds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
@@ -140,8 +143,26 @@ def masked_paths() -> tuple[tuple[str, bool], ...]:
     return tuple(masked)
 
 
-def mount_args(workdir: Path, readonly: Sequence[Path], hidden: Sequence[Path]) -> list[str]:
-    """bwrap's mount options: system dirs and toolchains read-only, `readonly`, the worktree read-write."""
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """`source` (a host directory) shown at `target`, read-only unless `writable`; no source: a tmpfs."""
+
+    source: Path | None
+    target: Path
+    writable: bool = False
+
+    def option(self) -> list[str]:
+        if self.source is None:
+            return ["--tmpfs", str(self.target)]
+        return ["--bind" if self.writable else "--ro-bind", str(self.source.resolve()), str(self.target)]
+
+
+def mount_args(
+    workdir: Path, readonly: Sequence[Path], hidden: Sequence[Path], *,
+    mounts: Sequence[Mount] = (), at: Path | None = None,
+) -> list[str]:  # fmt: skip
+    """bwrap's mount options: system dirs and toolchains read-only, `readonly`, the worktree read-write (at
+    `at` when given), then `mounts`; a mount goes after every mount of a directory above its target."""
     hidden = tuple(Path(h).resolve() for h in hidden)
     args: list[str] = []
     mounted: list[Path] = []
@@ -159,11 +180,12 @@ def mount_args(workdir: Path, readonly: Sequence[Path], hidden: Sequence[Path]) 
             args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     work = workdir.resolve()
-    binds = [(p.resolve(), "--ro-bind") for p in readonly] + [(work, "--bind")]
-    for path, how in sorted(binds, key=lambda b: len(b[0].parts)):
-        args += [how, str(path), str(path)]
+    where = at or work
+    plan = [Mount(p.resolve(), p.resolve()) for p in readonly] + [Mount(work, where, writable=True)]
     if (work / ".git").exists():  # autodev's own git trusts it later: the command may read it, not change it
-        args += ["--ro-bind", str(work / ".git"), str(work / ".git")]
+        plan.append(Mount(work / ".git", where / ".git"))
+    for mount in sorted([*plan, *mounts], key=lambda m: len(m.target.parts)):  # stable: .git stays read-only
+        args += mount.option()
     for source in mount_sources(args):
         _check_mount(source, hidden)
     return args

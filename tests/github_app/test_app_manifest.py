@@ -18,6 +18,7 @@ from github_app.triggers import Triggers
 from github_app.webhooks import HANDLED_EVENTS
 from tests.conftest import make_settings
 from tests.github_app.conftest import deliver, http_client
+from web import render_html
 
 APP_YML = Path(__file__).resolve().parents[2] / "app.yml"
 # Announced in app.yml for the PR follow-through work; acknowledged and counted until it lands.
@@ -45,7 +46,7 @@ async def test_the_setup_page_posts_app_yml_with_this_deployments_urls(
 ) -> None:
     """The manifest flow had its own copy of the permissions and events, already out of step with app.yml."""
     settings = make_settings(tmp_path, public_url="https://autodev.example/")
-    async with http_client(GitHubApp(settings, store, None, None)) as client:
+    async with http_client(GitHubApp(settings, store, None, None, render_page=render_html)) as client:
         posted = posted_manifest(await client.get("/github/setup"))
     app_yml = yaml.safe_load(APP_YML.read_text())
 

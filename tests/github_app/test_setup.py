@@ -21,11 +21,12 @@ from github_app.setup import setup_router
 from tests.conftest import make_settings
 from tests.github_app.conftest import http_client
 from tests.support.fake_github import FakeGitHub
+from web import render_html
 
 
 async def test_setup_offers_a_manifest_even_without_credentials(tmp_path: Path, store: JobStore) -> None:
     settings = make_settings(tmp_path, public_url="https://autodev.example")
-    async with http_client(GitHubApp(settings, store, None, None)) as client:
+    async with http_client(GitHubApp(settings, store, None, None, render_page=render_html)) as client:
         page = await client.get("/github/setup")
     assert page.status_code == 200
     assert re.search(r'action="https://github.com/settings/apps/new\?state=[\w-]{20,}"', page.text)
@@ -46,7 +47,7 @@ async def test_the_callback_stores_the_new_apps_credentials_under_data_dir(
         "pem": "-----BEGIN RSA PRIVATE KEY-----\nX\n-----END RSA PRIVATE KEY-----\n",
         "webhook_secret": "whsec-value",
     }
-    async with http_client(GitHubApp(settings, store, None, None)) as client:
+    async with http_client(GitHubApp(settings, store, None, None, render_page=render_html)) as client:
         state = await start_setup(client)
         page = await client.get("/github/setup/callback", params={"code": "abc123", "state": state})
         again = await client.get("/github/setup/callback", params={"code": "abc123", "state": state})
@@ -65,7 +66,7 @@ async def test_a_callback_not_started_in_this_browser_is_refused(
     """A forged link (someone else's code) must not install someone else's App credentials here."""
     settings = make_settings(tmp_path, github_api_url=github.api_url)
     github.manifest_codes["evil1"] = {"id": 666, "slug": "evil", "pem": "x", "webhook_secret": "w"}
-    async with http_client(GitHubApp(settings, store, None, None)) as client:
+    async with http_client(GitHubApp(settings, store, None, None, render_page=render_html)) as client:
         no_cookie = await client.get("/github/setup/callback", params={"code": "evil1", "state": "guess"})
         await start_setup(client)
         wrong_state = await client.get("/github/setup/callback", params={"code": "evil1", "state": "guess"})
@@ -76,12 +77,12 @@ async def test_a_callback_not_started_in_this_browser_is_refused(
 
 
 async def test_setup_says_so_when_the_app_is_configured(gh_settings: Settings, store: JobStore) -> None:
-    async with http_client(GitHubApp(gh_settings, store, None, None)) as client:
+    async with http_client(GitHubApp(gh_settings, store, None, None, render_page=render_html)) as client:
         page = await client.get("/github/setup")
     assert "configured" in page.text and "<form" not in page.text
     assert 'id="credentials"' not in page.text  # nothing will be stored: they are set already
     assert 'id="unreachable"' in page.text  # http://testserver: a name only this machine resolves
-    async with http_client(GitHubApp(gh_settings, store, None, None)) as client:
+    async with http_client(GitHubApp(gh_settings, store, None, None, render_page=render_html)) as client:
         callback = await client.get("/github/setup/callback", params={"code": "abc", "state": "x"})
     assert callback.status_code == 409
 
@@ -94,7 +95,7 @@ async def start_setup(client: httpx.AsyncClient) -> str:
 
 async def setup_page(settings: Settings, manifest_file: Path = APP_YML) -> str:
     web = FastAPI()
-    web.include_router(setup_router(settings, manifest_file))
+    web.include_router(setup_router(settings, render_html, manifest_file))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=web), base_url="http://testserver"
     ) as client:

@@ -175,3 +175,32 @@ async def test_each_llm_request_shows_what_was_checked_and_what_was_billed(
     assert "timed out" in page and "worst case" in page and "attempt 2" in page
     assert "40 (30)" in page and "100 (60)" in page  # cached of the tokens in, reasoning of the tokens out
     assert page.count('class="call over-checked"') == 1 and "over the check" in page
+
+
+async def test_the_page_shows_the_setup_its_commands_and_its_log(
+    client: httpx.AsyncClient, store: JobStore
+) -> None:
+    made = await submit(store)
+    setup = {
+        "status": "failed", "source": ".github/autodev.yml", "network": True, "seconds": 4.2,
+        "commands": ["pip install -e .[test]", "npm ci"], "notes": ["step 1: skipped, `uses: x`"],
+        "reason": "exit code 1", "tail": "Collecting <nosuchlib>\nERROR: No matching distribution",
+    }  # fmt: skip
+    await store.update(made.id, sandbox={"runner": "bwrap", "network": False, "setup": setup})
+
+    page = (await client.get(made.url)).text
+
+    assert 'data-setup="failed"' in page and "failed: exit code 1, with network" in page
+    assert '<pre class="text">pip install -e .[test]</pre>' in page and "npm ci" in page
+    assert "step 1: skipped" in page and "The tests then run without network" in page
+    assert '<details id="setup-log" open>' in page and "Collecting &lt;nosuchlib&gt;" in page
+    assert "setup failed (exit code 1), so the tests did not run" in page  # the notice
+
+    await store.update(
+        made.id, sandbox={"runner": "bwrap", "network": False, "setup": {**setup, "status": "reused"}}
+    )
+    page = (await client.get(made.url)).text
+    assert (
+        "reused: prepared by an earlier job, with network" in page
+        and "this job reused the environment" in page
+    )

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -139,7 +140,8 @@ async def test_a_test_command_that_hangs_with_a_setsid_grandchild_ends_its_job_s
     tmp_path: Path, database_url: str, store: JobStore, llm: FakeLLM
 ) -> None:
     """Regression: a `setsid` child holding stdout kept a 3 s timeout waiting 300 s."""
-    hang = "setsid sh -c 'sleep 987' & sleep 987"
+    seconds = random.randint(100_000, 999_999)  # this run's own: other test runs may share the machine
+    hang = f"setsid sh -c 'sleep {seconds}' & sleep {seconds}"
     settings = llm_settings(tmp_path, database_url, llm, test_timeout_seconds=2, repair_rounds=0)
     remote = tmp_path / "remote.git"
     git(
@@ -160,4 +162,4 @@ async def test_a_test_command_that_hangs_with_a_setsid_grandchild_ends_its_job_s
     assert time.monotonic() - started < 20
     view = await store.view(job_id)
     assert "timed out" in (view.steps[0].test_output or "")
-    assert not [pid for pid, args in command_lines() if args == b"sleep\x00987\x00"]
+    assert not [pid for pid, args in command_lines() if args == f"sleep\x00{seconds}\x00".encode()]
