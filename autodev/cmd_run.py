@@ -48,6 +48,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_local(settings: Settings, repo: Path, task: str, budget: float | None) -> int:
+    from engine import tracing
     from engine.errors import TransientFailure
     from engine.pipeline.run import EngineDeps, fail_job, run_job
     from engine.store.db import make_engine, make_sessionmaker, upgrade
@@ -56,6 +57,7 @@ async def run_local(settings: Settings, repo: Path, task: str, budget: float | N
     from engine.workspace.local_host import LocalCodeHost
 
     await upgrade(settings.database_url)
+    tracing.start()
     engine = make_engine(settings.database_url)
     try:
         store = JobStore(
@@ -91,6 +93,7 @@ async def run_local(settings: Settings, repo: Path, task: str, budget: float | N
         view = await store.view(job.id, with_events=False)
     finally:
         await engine.dispose()
+        await asyncio.to_thread(tracing.shutdown)
     _print_summary(view)
     return 0 if state is JobState.SUCCEEDED else 1
 

@@ -5,6 +5,7 @@ This is the only place that knows every package; each of them gets what it needs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from arq.connections import ArqRedis
 
 from autodev.embedded_redis import EmbeddedRedis
+from engine import tracing
 from engine.pipeline.run import EngineDeps
 from engine.ports import CodeHost, Reporter
 from engine.settings import Settings
@@ -66,6 +68,7 @@ class Runtime:
         from bot import SlackBot
         from github_app import GitHubApp
 
+        tracing.start()  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (and autodev[otel] installed)
         redis_url, embedded = resolve_redis(settings, start_embedded=start_embedded_redis)
         db = make_engine(settings.database_url)
         store = JobStore(
@@ -109,6 +112,7 @@ class Runtime:
         await self.db.dispose()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
+        await asyncio.to_thread(tracing.shutdown)  # the spans still batched are exported first
 
 
 def _log_surfaces(settings: Settings) -> None:

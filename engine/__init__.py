@@ -3,7 +3,8 @@
 Each layer imports only the layers above it in this list (tests/engine/test_layout.py holds it to that):
 
     states, errors, views, ports, settings,   the contracts: a job's vocabulary, its read-only snapshots,
-    events, logctx, repo_config               the protocols adapters implement, the one configuration object
+    events, logctx, repo_config, redact,      the protocols adapters implement, the one configuration object,
+    tracing                                   OpenTelemetry spans (a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT)
     store/       the database: models, migrations, jobs (submit, transitions), the event log, reads, the cost
                  ledger, the web side's group-committing intake
     llm/         the model client, prices, the budget guard before every call, spending caps, token estimates

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine import events
+from engine import events, tracing
 from engine.agents.filetext import closest_match, human_size, is_binary, read_range
 from engine.agents.search import SKIP_DIRS, search_files
 from engine.workspace.commands import TestResult
@@ -97,6 +97,16 @@ class ToolBox:
         self.last_test: TestResult | None = None
 
     async def call(self, name: str, raw_arguments: str) -> str:
+        """The answer the model is given; traced as `execute_tool {name}` (without the arguments)."""
+        tool = name if name in _SCHEMAS else "unknown"
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool}
+        with tracing.span(f"execute_tool {tool}", attributes) as span:
+            answer = await self._call(name, raw_arguments)
+            if answer.startswith("error:"):
+                span.error("the tool call was refused or failed")
+            return answer
+
+    async def _call(self, name: str, raw_arguments: str) -> str:
         try:
             args = json.loads(raw_arguments or "{}")
         except (ValueError, RecursionError) as exc:

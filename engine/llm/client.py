@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import openai
 from openai import AsyncOpenAI
 
+from engine import tracing
 from engine.errors import ModelRefused, PermanentFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.pricing import PriceBook
@@ -195,19 +196,26 @@ class LLMClient:
         failure: Failed | None = None
         result: T | None = None
         refusal: str | None = None
-        try:
-            answer = await post(self.client, call.kind, call.kwargs)
-        except Failed as failed:
-            failure = failed
-            billing = worst_case(sent) if failed.billed else not_billed()
-        else:
-            billing = bill(sent, answer.body.get("usage"), embeddings=call.kind == "embeddings")
+        answer: Answer | None = None
+        with tracing.span(
+            f"{call.kind} {call.model}", _request_attributes(call, attempt), kind="client"
+        ) as span:
             try:
-                result = parse(answer)
+                answer = await post(self.client, call.kind, call.kwargs)
             except Failed as failed:
                 failure = failed
-            refusal = getattr(result, "refusal", None)
-        outcome = failure.outcome if failure else ("refused" if refusal is not None else "ok")
+                billing = worst_case(sent) if failed.billed else not_billed()
+            else:
+                billing = bill(sent, answer.body.get("usage"), embeddings=call.kind == "embeddings")
+                try:
+                    result = parse(answer)
+                except Failed as failed:
+                    failure = failed
+                refusal = getattr(result, "refusal", None)
+            outcome = failure.outcome if failure else ("refused" if refusal is not None else "ok")
+            span.set(_response_attributes(answer, sent, billing, outcome))
+            if outcome != "ok":
+                span.error(outcome)
         note = "; ".join(n for n in (billing.note, failure.detail if failure else None) if n) or None
         if failure is None or failure.left:
             await self._record(call, sent, billing, outcome, note, attempt, started, refusal)
@@ -260,3 +268,40 @@ class LLMClient:
             data["refusal"] = refusal[:REFUSAL_SHOWN_CHARS]
         # The cost entry, the job's totals and the `llm_call` event: one transaction.
         await self.record_cost(entry, data)
+
+
+def _request_attributes(call: _Call, attempt: int) -> dict[str, Any]:
+    """The GenAI semantic conventions' request attributes (no prompt: only what it was sent to)."""
+    return {
+        "gen_ai.operation.name": call.kind,
+        "gen_ai.system": "openai",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": call.model,
+        "gen_ai.request.max_tokens": call.sent.max_out or None,
+        "autodev.role": call.role,
+        "autodev.step_index": call.step_index,
+        "autodev.attempt": attempt,
+    }
+
+
+def _response_attributes(answer: Answer | None, sent: Sent, billing: Billing, outcome: str) -> dict[str, Any]:
+    """What the request was billed and how it ended; the answer's model and id, never its text."""
+    body = answer.body if answer is not None else {}
+    choices = body.get("choices")
+    reasons = (
+        [c.get("finish_reason") for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+    )
+    return {
+        "gen_ai.response.model": body.get("model") if isinstance(body.get("model"), str) else None,
+        "gen_ai.response.id": body.get("id") if isinstance(body.get("id"), str) else None,
+        "gen_ai.response.finish_reasons": [r for r in reasons if isinstance(r, str)] or None,
+        "gen_ai.usage.input_tokens": billing.tokens_in,
+        "gen_ai.usage.output_tokens": billing.tokens_out,
+        "gen_ai.usage.cache_read.input_tokens": billing.tokens_cached,
+        "gen_ai.usage.reasoning.output_tokens": billing.tokens_reasoning,
+        "autodev.cost.usd": round(billing.usd, 8),
+        "autodev.cost.checked_usd": round(sent.checked_usd, 8),
+        "autodev.cost.billed_on": billing.billed_on,
+        "autodev.outcome": outcome,
+        "error.type": None if outcome == "ok" else outcome,
+    }

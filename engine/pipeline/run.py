@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from engine import events, logctx
+from engine import events, logctx, tracing
 from engine.errors import (
     IllegalTransition,
     JobCancelled,
@@ -48,8 +48,21 @@ async def _run_job(job_id: str, deps: EngineDeps) -> JobState:
     state = JobState(job.state)
     if state.terminal:
         return state
-    with logctx.bind(repo=job.repo):
-        return await _claim_and_run(job_id, deps, job, state)
+    attributes = {
+        "autodev.job_id": job_id,
+        "autodev.repo": job.repo,
+        "autodev.trigger": job.trigger,
+        "autodev.job.kind": job.kind,
+        "autodev.job.attempt": job.attempts + 1,
+    }
+    # Under the trigger's span when the web process left its traceparent on the job: one trace per job.
+    parent = (job.origin or {}).get("traceparent")
+    with logctx.bind(repo=job.repo), tracing.span("autodev.job", attributes, parent=parent) as span:
+        ended = await _claim_and_run(job_id, deps, job, state)
+        span.set({"autodev.job.state": ended.value})
+        if ended is JobState.FAILED:
+            span.error("the job failed")
+        return ended
 
 
 async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobState) -> JobState:

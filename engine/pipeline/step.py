@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import events
+from engine import events, tracing
 from engine.agents.briefing import gather_context, save_note
 from engine.agents.coder import StepBrief, code_step
 from engine.agents.instructions import Instruction, as_prompt, instruction_files
@@ -55,6 +55,11 @@ class JobContext:
 
 
 async def run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
+    with tracing.span("autodev.step", {"autodev.job_id": jc.job.id, "autodev.step_index": index}):
+        await _run_step(jc, plan, index, saved)
+
+
+async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | None) -> None:
     run, job, step = jc.run, jc.job, plan.steps[index]
     # A done step either committed (and the branch has its commit) or changed nothing.
     if (
@@ -216,16 +221,23 @@ async def _execute_tests(jc: JobContext) -> TestResult:
     settings = jc.run.settings
     assert jc.test_command is not None and jc.runner is not None
     options = await jc.environment.ready() if jc.environment is not None else None
-    return await run_tests(
-        jc.test_command,
-        jc.tree.path,
-        runner=jc.runner,
-        settings=settings,
-        network=jc.config.network,
-        readonly=[jc.tree.mirror],  # the worktree's git metadata: `git status` works, nothing is written
-        secrets=settings.secret_values(),
-        options=options,
-    )
+    with tracing.span(
+        "autodev.tests", {"autodev.job_id": jc.job.id, "autodev.runner": jc.runner.name}
+    ) as span:
+        result = await run_tests(
+            jc.test_command,
+            jc.tree.path,
+            runner=jc.runner,
+            settings=settings,
+            network=jc.config.network,
+            readonly=[jc.tree.mirror],  # the worktree's git metadata: `git status` works, nothing is written
+            secrets=settings.secret_values(),
+            options=options,
+        )
+        span.set({"autodev.tests.passed": result.passed, "autodev.tests.exit_code": result.exit_code})
+        if not result.passed:
+            span.error(result.reason or "the tests failed")
+        return result
 
 
 async def build_context(jc: JobContext, *, query: str, step_index: int | None, named: list[str]) -> str:

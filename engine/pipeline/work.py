@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine import events
+from engine import events, tracing
 from engine.agents.instructions import as_prompt, instruction_files
 from engine.agents.planner import Plan, make_plan
 from engine.agents.rules import AgentRules, load_agent_rules
@@ -127,8 +127,9 @@ async def _work(
             # Every step changed nothing: there is no branch to push and no pull request to open.
             log.info("no step changed anything; nothing to publish", extra={"job_id": job.id})
             return
-        await publisher.push(tree)
-        await publisher.sync_pr(plan, ready=True)
+        with tracing.span("autodev.publish", {"autodev.job_id": job.id}):
+            await publisher.push(tree)
+            await publisher.sync_pr(plan, ready=True)
 
 
 async def _sandbox(
@@ -159,10 +160,12 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
     if job.plan:  # a resumed job keeps the plan its done steps were made for
         return Plan.model_validate(job.plan), False
     await jc.run.set_phase("planning", unless_cancelled=True)
-    context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
-    plan = await make_plan(
-        jc.llm, jc.rules, conventions=as_prompt(jc.instructions), task=task_text(job), context=context
-    )
+    with tracing.span("autodev.plan", {"autodev.job_id": job.id}) as span:
+        context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
+        plan = await make_plan(
+            jc.llm, jc.rules, conventions=as_prompt(jc.instructions), task=task_text(job), context=context
+        )
+        span.set({"autodev.plan.steps": len(plan.steps)})
     data = plan.model_dump()
     steps = {
         i: {"title": s.title, "rationale": s.rationale, "acceptance": s.acceptance, "files": s.files}

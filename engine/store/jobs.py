@@ -20,7 +20,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine import events
+from engine import events, tracing
 from engine.errors import IllegalTransition, JobNotFound
 from engine.states import JobKind, JobState
 from engine.store.db import SqliteWriter, session_scope
@@ -112,8 +112,18 @@ class JobStore(CostLedger, JobReads):
 
     def _row(self, request: JobRequest) -> dict[str, Any]:
         """The new job's columns (the rest take their defaults)."""
+        job_id, origin = new_job_id(), request.origin
+        if tracing.enabled():
+            # The trace's first span; the worker's run of the job continues it from the traceparent.
+            attributes = {
+                "autodev.job_id": job_id,
+                "autodev.repo": request.repo,
+                "autodev.trigger": request.trigger,
+            }
+            with tracing.span("autodev.trigger", attributes, kind="producer"):
+                origin = {**origin, "traceparent": tracing.traceparent()}
         return {
-            "id": new_job_id(),
+            "id": job_id,
             "dedupe_key": request.dedupe_key,
             "access_token": secrets.token_urlsafe(24),
             "kind": request.kind.value,
@@ -127,7 +137,7 @@ class JobStore(CostLedger, JobReads):
             "base_branch": request.base_branch,
             "branch": request.branch,
             "pr_number": request.pr_number,
-            "origin": request.origin,
+            "origin": origin,
             "reporter_state": {},
             "retry_of": request.retry_of,
             "state": JobState.QUEUED.value,

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from autodev import cmd_run
+from engine import tracing
 from tests.conftest import make_settings
 from tests.engine.conftest import git, make_project, plan
 from tests.support.fake_llm import FakeLLM
+from tests.support.otlp_collector import Collector
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -86,3 +88,27 @@ async def test_a_run_from_the_default_relative_data_dir_succeeds_and_shows_progr
         "succeeded",
     ]
     assert "    1. Add a readme" in out
+
+
+async def test_with_an_otlp_endpoint_the_run_exports_its_trace_before_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI, a composition root, starts the exporter and shuts it down (every span exported) at exit."""
+    project = make_project(tmp_path / "project")
+    collector = Collector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    try:
+        async with FakeLLM() as llm:
+            settings = make_settings(tmp_path, openai_base_url=llm.base_url, openai_api_key="sk-cli-test-123")
+            llm.reply_json(plan("Add a readme"))
+            llm.reply_tool_calls(("create_file", {"path": "README.md", "content": "# calc\n"}))
+            llm.reply_text("Added.")
+            args = parse("--repo", str(project), "Add a README")
+            assert await asyncio.to_thread(args.handler, args, settings) == 0
+        assert not tracing.enabled(), "shut down at exit"
+        names = [s.name for s in collector.spans()]
+        assert "autodev.job" in names and names.count("execute_tool create_file") == 1
+        assert len({s.trace_id for s in collector.spans()}) == 1
+    finally:
+        tracing.shutdown()
+        collector.close()

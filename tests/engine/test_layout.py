@@ -11,7 +11,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "engine"
 # Top-level modules first, then the subpackages in the order of engine/__init__.py's docstring.
-CONTRACTS = {"states", "errors", "views", "ports", "settings", "events", "logctx", "repo_config", "redact"}
+CONTRACTS = {
+    "states",
+    "errors",
+    "views",
+    "ports",
+    "settings",
+    "events",
+    "logctx",
+    "repo_config",
+    "redact",
+    "tracing",
+}
 LAYERS = ["store", "llm", "context", "workspace", "agents", "pipeline"]
 ADAPTERS = ["github_app", "bot", "web", "workers"]
 MAX_LINES = 320
