@@ -18,7 +18,7 @@ from autodev.serve import build_worker
 from engine.settings import Settings
 from engine.store.models import JobState
 from tests.conftest import make_settings
-from tests.github_app.conftest import REPO, as_app_delivery, deliver, payload
+from tests.github_app.conftest import REPO, as_app_delivery, deliver, labeled, payload
 from tests.github_app.conftest import private_key as private_key
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
@@ -95,9 +95,7 @@ async def services(
 
 def labeled_issue(settings: Settings) -> dict[str, Any]:
     """The corpus's `issues.labeled` delivery, by a writer, with the trigger label."""
-    data = as_app_delivery(payload("issues", "labeled.payload.json"), "alice")
-    data["label"]["name"] = settings.autodev_trigger_label
-    return data
+    return labeled(settings, "alice")
 
 
 async def work_off_the_queue(runtime: Runtime) -> None:

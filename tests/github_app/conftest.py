@@ -44,6 +44,13 @@ def as_app_delivery(data: dict[str, Any], sender: str = "alice", sender_type: st
     return data
 
 
+def labeled(settings: Settings, sender: str = "alice") -> dict[str, Any]:
+    """The corpus's `issues.labeled` delivery by `sender`, with this deployment's trigger label."""
+    data = as_app_delivery(payload("issues", "labeled.payload.json"), sender)
+    data["label"]["name"] = settings.autodev_trigger_label
+    return data
+
+
 @pytest.fixture(scope="session")
 def private_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -24,6 +24,7 @@ from tests.github_app.conftest import (
     as_app_delivery,
     deliver,
     http_client,
+    labeled,
     payload,
     settle,
 )
@@ -31,12 +32,6 @@ from tests.support.fake_github import FakeGitHub
 
 SLUG = "autodev-test"
 PERMISSION = rf"/repos/{REPO}/collaborators/(alice|mallory)/permission"
-
-
-def labeled(settings: Settings, sender: str = "alice") -> dict[str, object]:
-    data = as_app_delivery(payload("issues", "labeled.payload.json"), sender)
-    data["label"]["name"] = settings.autodev_trigger_label
-    return data
 
 
 def comment(body: str, *, on_pr: bool = False, sender: str = "alice") -> dict:

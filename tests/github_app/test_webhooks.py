@@ -27,6 +27,7 @@ from tests.github_app.conftest import (
     as_app_delivery,
     deliver,
     http_client,
+    labeled,
     payload,
     settle,
 )
@@ -34,12 +35,6 @@ from tests.support.fake_github import FakeGitHub
 
 SLUG = "autodev-test"
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-def labeled(settings: Settings, sender: str = "alice") -> dict[str, object]:
-    data = as_app_delivery(payload("issues", "labeled.payload.json"), sender)
-    data["label"]["name"] = settings.autodev_trigger_label
-    return data
 
 
 def comment(body: str, *, sender: str = "alice", sender_type: str = "User") -> dict:
