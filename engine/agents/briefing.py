@@ -47,9 +47,15 @@ async def gather_context(
     named_files: list[str] | None = None,
     llm: LLMClient | None = None,
     step_index: int | None = None,
+    model: str | None = None,
 ) -> Context:
-    """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured."""
+    """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured;
+    `model`: the one that reads the context, whose reported usage turns CONTEXT_BUDGET_TOKENS (its tokens)
+    into the estimated tokens the pack may fill."""
+    calibration = await store.token_calibration(model) if model else None
     budget = settings.context_budget_tokens
+    if calibration is not None:
+        budget = calibration.limit(budget)
     cache = (settings.workspace_dir or settings.data_dir / "work") / "context-cache"
     embedder = _embedder(settings, llm, step_index)
     try:
@@ -68,7 +74,12 @@ async def gather_context(
         # A context engine bug must not fail the job: the fallback still gives the model a usable view.
         log.exception("context engine failed; using the file-tree fallback", extra={"job_id": job_id})
         return _fallback(worktree, query, named_files or [], budget)
-    return Context(pack.text, pack.tokens, dict(pack.diagnostics))
+    diagnostics = dict(pack.diagnostics)
+    if calibration is not None:
+        diagnostics["calibration"] = calibration.describe()
+        diagnostics["budget_model_tokens"] = settings.context_budget_tokens
+        diagnostics["model_tokens_expected"] = round(pack.tokens * calibration.ratio)
+    return Context(pack.text, pack.tokens, diagnostics)
 
 
 def _embedder(settings: Settings, llm: LLMClient | None, step_index: int | None) -> LLMEmbedder | None:
