@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.agents.tools import SKIP_DIRS
 from engine.context import ContextEngine
+from engine.context.engine import OUTPUT_RESERVE_TOKENS
 from engine.context.embeddings import LLMEmbedder
 from engine.context.memory import MemoryStore
 from engine.errors import JobCancelled
@@ -53,13 +54,15 @@ async def gather_context(
     `model`: the one that reads the context, whose reported usage turns CONTEXT_BUDGET_TOKENS (its tokens)
     into the estimated tokens the pack may fill."""
     calibration = await store.token_calibration(model) if model else None
-    budget = settings.context_budget_tokens
-    if calibration is not None:
-        budget = calibration.limit(budget)
+    budget, reserve = settings.context_budget_tokens, OUTPUT_RESERVE_TOKENS
+    if calibration is not None:  # both in estimated tokens, so that the pack is in the model's
+        budget, reserve = calibration.limit(budget), calibration.limit(reserve)
     cache = (settings.workspace_dir or settings.data_dir / "work") / "context-cache"
     embedder = _embedder(settings, llm, step_index)
     try:
-        engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
+        engine = ContextEngine(
+            cache, sessions=store.sessions, embedder=embedder, output_reserve_tokens=reserve
+        )
         pack = await engine.build(
             repo_dir=worktree,
             repo=repo,
