@@ -49,7 +49,12 @@ def real_counts(texts: list[str]) -> list[tuple[int, int]]:
     script = TOOL_DIR / "count.mjs"
     script.write_text(COUNTER)
     done = subprocess.run(
-        ["node", str(script)], input=json.dumps(texts), capture_output=True, text=True, check=True, cwd=TOOL_DIR
+        ["node", str(script)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=TOOL_DIR,
     )
     return [tuple(pair) for pair in json.loads(done.stdout)]
 
@@ -65,7 +70,9 @@ def commit_messages(repo: Path, count: int) -> list[str]:
     return messages[:count]
 
 
-async def packs(cache: Path, repo: Path, queries: list[str], calibration: Calibration, budget: int) -> list[str]:
+async def packs(
+    cache: Path, repo: Path, queries: list[str], calibration: Calibration, budget: int
+) -> list[str]:
     """Each query's pack as gather_context builds it for a model with this calibration."""
     engine = ContextEngine(cache, output_reserve_tokens=calibration.limit(OUTPUT_RESERVE_TOKENS))
     return [(await engine.build(repo, "bench/repo", q, calibration.limit(budget))).text for q in queries]
@@ -85,7 +92,9 @@ def fill(real: list[int], limit: int) -> str:
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--budget", type=int, default=24_000)
     parser.add_argument("--queries", type=int, default=40)
@@ -100,7 +109,9 @@ async def main() -> int:
     print(f"{repo}: {len(queries)} queries, budget {args.budget} (pack limit {args.budget - reserve})")
 
     # The earlier requests a job sent: their estimates, and what each encoding reports for them.
-    earlier = [messages(q, p) for q, p in zip(warmup, await packs(cache, repo, warmup, as_it_is, args.budget))]
+    earlier = [
+        messages(q, p) for q, p in zip(warmup, await packs(cache, repo, warmup, as_it_is, args.budget))
+    ]
     reported = real_counts([m["content"] for msgs in earlier for m in msgs])
     raw_packs = await packs(cache, repo, queries, as_it_is, args.budget)
     raw_real = real_counts(raw_packs)
