@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -91,16 +90,8 @@ def fill(real: list[int], limit: int) -> str:
     )
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
-    parser.add_argument("--budget", type=int, default=24_000)
-    parser.add_argument("--queries", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
-    repo = args.repo.resolve()
+async def measure(args: argparse.Namespace) -> None:
+    repo: Path = args.repo
     queries = commit_messages(repo, args.queries + args.warmup)
     warmup, queries = queries[: args.warmup], queries[args.warmup :]
     cache = Path(tempfile.mkdtemp(prefix="autodev-calib-"))
@@ -109,9 +100,8 @@ async def main() -> int:
     print(f"{repo}: {len(queries)} queries, budget {args.budget} (pack limit {args.budget - reserve})")
 
     # The earlier requests a job sent: their estimates, and what each encoding reports for them.
-    earlier = [
-        messages(q, p) for q, p in zip(warmup, await packs(cache, repo, warmup, as_it_is, args.budget))
-    ]
+    warmup_packs = await packs(cache, repo, warmup, as_it_is, args.budget)
+    earlier = [messages(q, p) for q, p in zip(warmup, warmup_packs, strict=True)]
     reported = real_counts([m["content"] for msgs in earlier for m in msgs])
     raw_packs = await packs(cache, repo, queries, as_it_is, args.budget)
     raw_real = real_counts(raw_packs)
@@ -127,9 +117,21 @@ async def main() -> int:
         print(f"\n{encoding}: ratio {calibration.ratio:.3f} from {calibration.samples} requests")
         print(f"  estimate as it is: {fill([r[column] for r in raw_real], limit)}")
         print(f"  calibrated:        {fill(calibrated_real, limit)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--budget", type=int, default=24_000)
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    args.repo = args.repo.resolve()
+    asyncio.run(measure(args))
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

@@ -15,8 +15,8 @@ from typing import Any
 
 from engine.agents.tools import SKIP_DIRS
 from engine.context import ContextEngine
-from engine.context.engine import OUTPUT_RESERVE_TOKENS
 from engine.context.embeddings import LLMEmbedder
+from engine.context.engine import OUTPUT_RESERVE_TOKENS
 from engine.context.memory import MemoryStore
 from engine.errors import JobCancelled
 from engine.llm.client import LLMClient
