@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from engine.store.models import CostEntry
 
 SAMPLES = 20  # the model's latest requests that count
-MIN_SAMPLES = 3  # fewer: the estimate as it is
+MIN_SAMPLES = 10  # fewer: the estimate as it is (with 5, packs went over by up to 7%: docs/benchmarks.md)
 # A ratio outside these is a provider that lies or an estimate gone wrong; it is clamped, never trusted.
 MIN_RATIO = 0.3
 MAX_RATIO = 2.0

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.agents.briefing import gather_context
+from engine.store.calibration import MIN_SAMPLES
 from engine.store.jobs import JobStore
 from tests.conftest import make_settings
 from tests.engine.conftest import make_project
@@ -83,13 +84,13 @@ async def test_the_pack_fills_the_readers_budget_as_its_reported_usage_calibrate
         job_id = await new_job(store)
         client = client_for(store, settings, job_id)
         prompt = (project / "billing/invoice_1.py").read_text()
-        for _ in range(3):
+        for _ in range(MIN_SAMPLES):
             llm.reply_text("ok")
             await client.chat(role="coder", messages=[{"role": "user", "content": prompt}], max_tokens=50)
         await client.aclose()
     model = settings.model_coder
     calibration = await store.token_calibration(model)
-    assert calibration.samples == 3 and calibration.ratio < 0.9
+    assert calibration.samples == MIN_SAMPLES and calibration.ratio < 0.9
 
     def pack(model: str | None) -> Any:
         return gather_context(

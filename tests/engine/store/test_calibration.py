@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.store.calibration import MAX_RATIO, MIN_RATIO, SAMPLES, Calibration, calibrate
+from engine.store.calibration import MAX_RATIO, MIN_RATIO, MIN_SAMPLES, SAMPLES, Calibration, calibrate
 from engine.store.jobs import JobStore
 from engine.store.models import CostEntry
 from tests.engine.llm.conftest import new_job
@@ -28,26 +28,27 @@ async def record(
 
 
 def test_too_few_reports_leave_the_estimate_as_it_is() -> None:
-    assert calibrate("m", [(600, 1000), (650, 1000)]) == Calibration("m", 1.0, 2)
+    few = [(600, 1000)] * (MIN_SAMPLES - 1)
+    assert calibrate("m", few) == Calibration("m", 1.0, MIN_SAMPLES - 1)
     assert Calibration("m", 1.0, 0).limit(24_000) == 24_000
 
 
 def test_the_highest_recent_ratio_is_used_so_every_prompt_seen_would_have_fitted() -> None:
-    calibration = calibrate("m", [(600, 1000), (640, 1000), (610, 1000)])
+    calibration = calibrate("m", [(600, 1000), (640, 1000)] + [(610, 1000)] * (MIN_SAMPLES - 2))
     assert calibration.ratio == pytest.approx(0.64)
     assert calibration.limit(24_000) == 37_500
 
 
 def test_tiny_prompts_say_nothing_and_absurd_ratios_are_clamped() -> None:
-    assert calibrate("m", [(10, 50)] * 5).samples == 0  # mostly per-message overhead
-    assert calibrate("m", [(1, 1000)] * 3).ratio == MIN_RATIO  # a provider reporting nonsense
-    assert calibrate("m", [(90_000, 1000)] * 3).ratio == MAX_RATIO
-    assert calibrate("m", [(0, 1000)] * 3).samples == 0
+    assert calibrate("m", [(10, 50)] * SAMPLES).samples == 0  # mostly per-message overhead
+    assert calibrate("m", [(1, 1000)] * MIN_SAMPLES).ratio == MIN_RATIO  # a provider reporting nonsense
+    assert calibrate("m", [(90_000, 1000)] * MIN_SAMPLES).ratio == MAX_RATIO
+    assert calibrate("m", [(0, 1000)] * SAMPLES).samples == 0
 
 
 async def test_a_models_latest_reported_requests_calibrate_it_and_no_other(store: JobStore) -> None:
     job_id = await new_job(store)
-    for _ in range(3):
+    for _ in range(MIN_SAMPLES):
         await record(store, job_id, "gpt-4.1", 700, 1000)
     await record(store, job_id, "other-model", 1900, 1000)  # another tokenizer
     await record(store, job_id, "gpt-4.1", 1000, 1000, billed_on="worst case")  # no reported usage
@@ -55,7 +56,7 @@ async def test_a_models_latest_reported_requests_calibrate_it_and_no_other(store
 
     calibration = await store.token_calibration("gpt-4.1")
 
-    assert (calibration.ratio, calibration.samples) == (pytest.approx(0.7), 3)
+    assert (calibration.ratio, calibration.samples) == (pytest.approx(0.7), MIN_SAMPLES)
     assert (await store.token_calibration("unused-model")).ratio == 1.0
 
 
