@@ -252,6 +252,7 @@ async def build_context(jc: JobContext, *, query: str, step_index: int | None, n
         named_files=named,
         llm=jc.llm,
         step_index=step_index,
+        model=jc.llm.model_for("planner" if step_index is None else "coder"),
     )
     diag = ctx.diagnostics
     summary: dict[str, Any] = {
