@@ -52,12 +52,14 @@ def status_line(view: JobView) -> str:
 
 def check_title(view: JobView) -> str:
     done = f"{view.steps_done}/{len(view.steps)} steps" if view.steps else "planning"
-    return f"{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
+    round_ = f"{view.round} · " if view.round else ""
+    return f"{round_}{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
 
 
 def check_summary(view: JobView, public_url: str) -> str:
     return "\n\n".join(
         [
+            *([f"Round: {view.round}"] if view.round else []),
             f"**{status_line(view)}**",
             *([f"⚠️ {view.sandbox_notice}"] if view.sandbox_notice else []),
             checklist(view),
