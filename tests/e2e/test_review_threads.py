@@ -1,6 +1,6 @@
 """End to end: a review on autodev's PR becomes one revise job whose commit answers each comment in its
-thread — replied with the commit and resolved when addressed, told why when not — and the round it is shows
-on the check run and the job page. Through the webhook, ARQ on Redis, git, the pipeline and fake GitHub/LLM."""
+thread — replied with the commit and resolved when addressed, told why when not — and the job's round shows
+on the check run and the job page. Through the webhook, ARQ on Redis, git, the pipeline, fake GitHub/LLM."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from autodev.runtime import Runtime
 from engine.pipeline.run import run_job
 from engine.settings import Settings
 from engine.store.models import Job, JobState
-from tests.e2e.test_github_flow import SLUG, git, work_off_the_queue
+from tests.e2e.test_github_flow import git, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services
 from tests.github_app.conftest import REPO, as_app_delivery, deliver, payload
@@ -63,10 +63,10 @@ def threads(repo: FakeRepo) -> list[dict[str, Any]]:
     return repo.review_threads[NUMBER]
 
 
-async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_commit_and_three_resolved_threads(
+async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_commit_three_resolved(
     services: Services, remote: Path
 ) -> None:
-    settings, runtime, http, github, llm = services
+    _settings, runtime, http, github, llm = services
     repo = open_pull(github, remote)
     ids = [comment_on(github, 900, line, f"Fix the spelling ({line})") for line in (1, 2, 3)]
     llm.reply_json(ONE_STEP)
@@ -107,10 +107,10 @@ async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_co
     assert llm.remaining == 0
 
 
-async def test_an_unaddressed_comment_is_told_why_a_failing_reply_does_not_fail_the_job_and_a_rerun_posts_nothing_twice(
+async def test_unaddressed_is_told_why_a_failing_reply_does_not_fail_the_job_a_rerun_posts_once(
     services: Services, remote: Path
 ) -> None:
-    settings, runtime, http, github, llm = services
+    _settings, runtime, http, github, llm = services
     repo = open_pull(github, remote)
     first, second = (comment_on(github, 901, line, body) for line, body in ((1, "Typo"), (2, "Add a logo")))
     github.fail("POST", rf"/repos/{REPO}/pulls/{NUMBER}/comments/{first}/replies", times=3, status=403)
