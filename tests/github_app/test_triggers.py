@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.settings import Settings
 from engine.store.jobs import JobRequest, JobStore
-from engine.store.models import GitHubDelivery, JobKind, JobState
+from engine.store.models import GitHubDelivery, JobState
 from github_app import GitHubApp
 from github_app.client import MAX_RETRIES
 from tests.github_app.conftest import (
