@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BRANCH_PREFIX = "autodev/"
+MAX_REVIEW_COMMENTS = 30
 HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
@@ -202,8 +203,11 @@ class Triggers:
             return Outcome("refused: the sender may not trigger jobs")
         pull = event.pull_request.model_dump()
         by = self.sender(event)
-        numbered = [{"n": i, **c} for i, c in enumerate(comments, start=1)]
-        count = f"{len(numbered)} comment{'s' if len(numbered) != 1 else ''}"
+        # One job takes on a bounded number: the task stays readable and within the model's context.
+        numbered = [{"n": i, **c} for i, c in enumerate(comments[:MAX_REVIEW_COMMENTS], start=1)]
+        count = f"{len(numbered)} comment{'s' if len(comments) != 1 else ''}"
+        if len(comments) > len(numbered):
+            count = f"{len(numbered)} of {len(comments)} comments"
         origin = {
             "reaction": ["issue", None],
             "review_id": review_id,

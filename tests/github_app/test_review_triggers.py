@@ -188,3 +188,22 @@ async def test_a_reply_in_a_resolved_thread_is_not_a_comment_to_address(
     await deliver(client, "pull_request_review", data)
     assert await settle(gh_app, queue) == ["review commented without inline comments: nothing to do"]
     assert await store.list_jobs() == []
+
+
+async def test_a_huge_review_is_taken_on_thirty_comments_at_a_time_and_says_so(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    data = review()
+    number, review_id = data["pull_request"]["number"], data["review"]["id"]
+    pull_on(github, number)
+    for line in range(1, 36):
+        github.add_review_comment(
+            REPO, number, review_id=review_id, user="alice", path="a.py", line=line, body="x"
+        )
+
+    await deliver(client, "pull_request_review", data)
+    assert await settle(gh_app, queue) == ["job submitted"]
+    [job] = await store.list_jobs()
+    assert job.origin["round"] == "review by @alice: 30 of 35 comments"
+    assert len(job.origin["review"]["comments"]) == 30 and "Review comment 31" not in job.task
