@@ -45,7 +45,8 @@ HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
     "- on a pull request autodev opened: `@{slug} revise <instructions>` adds commits to it, "
-    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again;\n"
+    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again; a review with "
+    "inline comments (or one inline comment mentioning `@{slug}`) is answered in one job, thread by thread;\n"
     "- `@{slug} help` shows this list."
 )
 

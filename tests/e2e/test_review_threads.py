@@ -85,6 +85,7 @@ async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_co
     for line in (1, 2, 3):
         assert f"README.md line {line}" in job.task and f"+Helo World (line {line})" in job.task
     assert "Fix the spelling (3)" in str(llm.requests[1]["messages"]), "the coder is given every comment"
+    assert "review_comment" in [t["function"]["name"] for t in llm.requests[1]["tools"]]
     head = git(remote, "rev-parse", BRANCH).strip()
     assert git(remote, "show", f"{head}:README.md") == "Hello World\n"
 
