@@ -209,6 +209,8 @@ class Triggers:
         count = f"{len(numbered)} comment{'s' if len(comments) != 1 else ''}"
         if len(comments) > len(numbered):
             count = f"{len(numbered)} of {len(comments)} comments"
+        elif not numbered:
+            count = "no inline comments"
         origin = {
             "reaction": ["issue", None],
             "review_id": review_id,

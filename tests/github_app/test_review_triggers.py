@@ -168,7 +168,7 @@ async def test_a_change_request_without_inline_comments_revises_with_the_reviews
     await deliver(client, "pull_request_review", review("changes_requested", "Needs tests"))
     assert await settle(gh_app, queue) == ["job submitted"]
     [job] = await store.list_jobs()
-    assert "Needs tests" in job.task and job.origin["round"] == "review by @alice: 0 comments"
+    assert "Needs tests" in job.task and job.origin["round"] == "review by @alice: no inline comments"
 
 
 async def test_a_reply_in_a_resolved_thread_is_not_a_comment_to_address(
@@ -207,3 +207,22 @@ async def test_a_huge_review_is_taken_on_thirty_comments_at_a_time_and_says_so(
     [job] = await store.list_jobs()
     assert job.origin["round"] == "review by @alice: 30 of 35 comments"
     assert len(job.origin["review"]["comments"]) == 30 and "Review comment 31" not in job.task
+
+
+async def test_when_github_keeps_failing_to_give_the_threads_the_reviewer_is_told_and_no_job_starts(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    data = review("changes_requested", "Fix it")
+    pull_on(github, data["pull_request"]["number"])
+    github.fail("POST", "/graphql", times=100, status=502)
+
+    await deliver(client, "pull_request_review", data)
+    [outcome] = await settle(gh_app, queue)
+
+    assert outcome.startswith("failed: GitHub failed while reading the review's comments")
+    assert await store.list_jobs() == []
+    [told] = github.repos[REPO].comments.values()
+    assert (
+        "submit the review again" in told["body"] and told["issue_number"] == data["pull_request"]["number"]
+    )
