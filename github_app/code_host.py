@@ -180,6 +180,22 @@ class GitHubCodeHost:
         path = f"/repos/{repo}/pulls/{pr_number}/comments/{comment_id}/replies"
         await self._call(f"replying to review comment {comment_id}", repo, "POST", path, json={"body": body})
 
+    async def answered_review_comments(self, repo: str, pr_number: int, marker: str) -> set[int]:
+        """The review comments on the PR that a reply carrying `marker` answers (newest 300 comments)."""
+        answered: set[int] = set()
+        path = f"/repos/{repo}/pulls/{pr_number}/comments"
+        for page in range(1, 4):
+            params = {"per_page": 100, "page": page, "sort": "created", "direction": "desc"}
+            rows = await self._call(
+                "reading the pull request's review comments", repo, "GET", path, params=params
+            )
+            for row in rows or []:
+                if marker in str(row.get("body") or "") and row.get("in_reply_to_id"):
+                    answered.add(int(row["in_reply_to_id"]))
+            if len(rows or []) < 100:
+                break
+        return answered
+
     async def resolve_review_thread(self, repo: str, thread_id: str) -> None:
         try:
             await self.api.graphql(self.installation_id, RESOLVE, {"threadId": thread_id})

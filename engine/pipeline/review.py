@@ -105,13 +105,15 @@ async def answer_review(run: JobRun, host: CodeHost, job: Job, pr: PullRequest |
             replied.add(int(data["comment_id"]))
         elif event.type == events.REVIEW_RESOLVED:
             resolved.add(int(data["comment_id"]))
+    if any(e.type == events.RESUMED for e in view.events):
+        replied |= await _posted_before(run, host, job, pr, comments, replied)
     commit = f"{pr.url}/commits/{sha}" if pr.url else sha
     for comment in comments:
         n, comment_id = int(comment["n"]), int(comment["comment_id"])
         word = said.get(n)
         addressed = bool(word and word.get("addressed"))
         if comment_id not in replied:
-            body = reply_text(word, commit, sha)
+            body = f"{reply_text(word, commit, sha)}\n\n{marker(job.id)}"
             if not await _try(run, "reply", comment_id, reply_to, job.repo, pr.number, comment_id, body):
                 continue  # not answered: the thread stays open whatever was done
             await run.emit(events.REVIEW_REPLY, {"n": n, "comment_id": comment_id, "addressed": addressed})
@@ -120,6 +122,32 @@ async def answer_review(run: JobRun, host: CodeHost, job: Job, pr: PullRequest |
             continue
         if await _try(run, "resolve", comment_id, resolve, job.repo, thread):
             await run.emit(events.REVIEW_RESOLVED, {"n": n, "comment_id": comment_id, "thread_id": thread})
+
+
+def marker(job_id: str) -> str:
+    """Hidden in every reply: a run that died between posting and recording finds its replies by it."""
+    return f"<!-- autodev:review-reply job={job_id} -->"
+
+
+async def _posted_before(
+    run: JobRun, host: CodeHost, job: Job, pr: PullRequest, comments: list[dict[str, Any]], replied: set[int]
+) -> set[int]:
+    """The comments a previous run of this job answered on GitHub without recording it (it was killed in
+    between), now recorded; asked only of a resumed run with replies left to post."""
+    lookup = getattr(host, "answered_review_comments", None)
+    pending = {int(c["comment_id"]) for c in comments} - replied
+    if lookup is None or not pending:
+        return set()
+    try:
+        found = set(await lookup(job.repo, pr.number, marker(job.id))) & pending
+    except Exception as exc:
+        log.warning("could not read which review comments were answered already: %s", exc)
+        return set()
+    by_id = {int(c["comment_id"]): int(c["n"]) for c in comments}
+    for comment_id in sorted(found):
+        data = {"n": by_id[comment_id], "comment_id": comment_id, "found_on_github": True}
+        await run.emit(events.REVIEW_REPLY, data)
+    return found
 
 
 def reply_text(word: dict[str, Any] | None, commit: str, sha: str) -> str:

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from autodev.runtime import Runtime
 from engine.pipeline.run import run_job
 from engine.settings import Settings
-from engine.store.models import Job, JobState
+from engine.store.models import Job, JobEvent, JobState
 from tests.e2e.test_github_flow import git, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.e2e.test_github_flow import services as services
@@ -93,7 +93,8 @@ async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_co
     assert [c.path.split("/")[-2] for c in replies] == [str(i) for i in ids]
     commit_link = f"https://github.invalid/{REPO}/pull/{NUMBER}/commits/{head}"
     for n, call in enumerate(replies, start=1):
-        assert call.json["body"] == f"Fixed #{n}.\n\nChanged in [{head[:7]}]({commit_link})."
+        hidden = f"<!-- autodev:review-reply job={job.id} -->"
+        assert call.json["body"] == f"Fixed #{n}.\n\nChanged in [{head[:7]}]({commit_link}).\n\n{hidden}"
     resolved = github.graphql_calls("resolveReviewThread")
     assert [c.json["variables"]["threadId"] for c in resolved] == [t["id"] for t in threads(repo)]
     assert all(t["isResolved"] for t in threads(repo))
@@ -139,13 +140,19 @@ async def test_unaddressed_is_told_why_a_failing_reply_does_not_fail_the_job_a_r
     page = await http.get(f"/jobs/{job.id}", params={"t": view.access_token})
     assert "review_reply_failed" in page.text
 
-    # The worker died before recording the job's end; run again, it answers what is left, once.
+    # The worker died after posting the second reply, before recording it or the job's end. Run again: it
+    # answers what is left, and finds the reply it posted (by its marker) instead of posting it twice.
     async with runtime.store.sessions() as session, session.begin():
         await session.execute(update(Job).where(Job.id == job.id).values(state=JobState.RUNNING.value))
+        await session.execute(
+            delete(JobEvent).where(JobEvent.job_id == job.id, JobEvent.type == "review_reply")
+        )
     assert await run_job(job.id, runtime.engine_deps()) is JobState.SUCCEEDED
 
     replies = github.calls_to("POST", rf"/repos/{REPO}/pulls/{NUMBER}/comments/\d+/replies")
     assert [c.path.split("/")[-2] for c in replies] == [str(first)] * 3 + [str(second), str(first)]
     assert [t["isResolved"] for t in threads(repo)] == [True, False]
     assert sum("in_reply_to_id" in c for t in threads(repo) for c in t["comments"]) == 2
+    recorded = [e.data for e in (await runtime.store.view(job.id)).events if e.type == "review_reply"]
+    assert [(r["comment_id"], r.get("found_on_github")) for r in recorded] == [(second, True), (first, None)]
     assert llm.remaining == 0

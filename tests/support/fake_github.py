@@ -13,7 +13,8 @@
 - Any route not listed here answers 404 (and is recorded), so unexpected calls show up in a test.
 - Review threads: `add_review_comment(repo, number, review_id=…, user=…, path=…, line=…, body=…)` starts a
   thread (or answers one: `thread=` a thread it returned); GraphQL `reviewThreads` reads them and
-  `resolveReviewThread` resolves one; `POST …/pulls/{n}/comments/{id}/replies` answers in the thread.
+  `resolveReviewThread` resolves one; `POST …/pulls/{n}/comments/{id}/replies` answers in the thread and
+  `GET …/pulls/{n}/comments` lists every thread's comments as REST does (with `in_reply_to_id`).
   `graphql_calls("resolveReviewThread")` lists the GraphQL calls whose query names that operation.
 - Installation tokens: `POST /app/installations/{id}/access_tokens` → `token_for(id)`, valid one hour.
 - `manifest_codes[code] = {...}`: what `POST /app-manifests/{code}/conversions` returns (once).
@@ -370,6 +371,16 @@ def _resolve_thread(gh: FakeGitHub, thread_id: str) -> web.Response:
     )
 
 
+async def list_review_comments(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    rows = [
+        {"id": c["databaseId"], "body": c["body"], "path": c["path"], "line": c["line"],
+         "in_reply_to_id": c.get("in_reply_to_id")}
+        for thread in gh.repo(m).review_threads.get(int(m["number"]), [])
+        for c in thread["comments"]
+    ]  # fmt: skip
+    return web.json_response(rows)
+
+
 async def review_reply(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
     repo, target = gh.repo(m), int(m["id"])
     for thread in repo.review_threads.get(int(m["number"]), []):
@@ -421,6 +432,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", _REPO + r"/pulls/(?P<number>\d+)", get_pull),
         ("PATCH", _REPO + r"/pulls/(?P<number>\d+)", get_pull),
         ("GET", _REPO + r"/pulls/(?P<number>\d+)/reviews/(?P<review>\d+)/comments", review_comments),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments", list_review_comments),
         ("POST", _REPO + r"/pulls/(?P<number>\d+)/comments/(?P<id>\d+)/replies", review_reply),
         ("POST", _REPO + r"/check-runs", create_check_run),
         ("PATCH", _REPO + r"/check-runs/(?P<id>\d+)", update_check_run),
