@@ -81,7 +81,8 @@ def next_steps(view: JobView, slug: str) -> str:
 
 
 def comment_body(view: JobView, public_url: str, slug: str) -> str:
-    parts = [COMMENT_MARKER, f"### autodev · {status_line(view)}", checklist(view)]
+    round_ = f"{view.round} · " if view.round else ""
+    parts = [COMMENT_MARKER, f"### autodev · {round_}{status_line(view)}", checklist(view)]
     if view.sandbox_notice:
         parts.append(f"⚠️ {view.sandbox_notice}")
     parts.append(f"Cost: {cost_line(view)}")

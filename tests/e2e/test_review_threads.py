@@ -104,6 +104,8 @@ async def test_a_review_with_three_comments_is_one_job_three_replies_with_the_co
     assert final["conclusion"] == "success"
     assert final["output"]["title"].startswith("review by @alice: 3 comments · ")
     assert "Round: review by @alice: 3 comments" in final["output"]["summary"]
+    [sticky] = [c for c in repo.comments.values() if c["issue_number"] == NUMBER]
+    assert "### autodev · review by @alice: 3 comments · Succeeded" in sticky["body"].splitlines()
     page = await http.get(f"/jobs/{job.id}", params={"t": view.access_token})
     assert '<dd class="round">review by @alice: 3 comments</dd>' in page.text
     assert llm.remaining == 0
