@@ -85,9 +85,12 @@ class ReviewLedger:
         return f"noted: comment {number} {'addressed' if addressed else 'not addressed'}"
 
 
-async def answer_review(run: JobRun, host: CodeHost, job: Job, pr: PullRequest | None, sha: str) -> None:
-    """Reply in each review thread the job was asked about, and resolve the ones it addressed. A reply
-    that GitHub keeps refusing is recorded (`review_reply_failed`) and never fails the job."""
+async def answer_review(
+    run: JobRun, host: CodeHost, job: Job, pr: PullRequest | None, sha: str | None
+) -> None:
+    """Reply in each review thread the job was asked about, and resolve the ones it addressed. `sha`: the
+    pushed head when the job committed anything, else None. A reply that GitHub keeps refusing is
+    recorded (`review_reply_failed`) and never fails the job."""
     comments = review_comments_of(job)
     reply_to = getattr(host, "reply_to_review_comment", None)
     resolve = getattr(host, "resolve_review_thread", None)
@@ -107,7 +110,7 @@ async def answer_review(run: JobRun, host: CodeHost, job: Job, pr: PullRequest |
             resolved.add(int(data["comment_id"]))
     if any(e.type == events.RESUMED for e in view.events):
         replied |= await _posted_before(run, host, job, pr, comments, replied)
-    commit = f"{pr.url}/commits/{sha}" if pr.url else sha
+    commit = f"{pr.url}/commits/{sha}" if sha and pr.url else sha
     for comment in comments:
         n, comment_id = int(comment["n"]), int(comment["comment_id"])
         word = said.get(n)
@@ -150,11 +153,13 @@ async def _posted_before(
     return found
 
 
-def reply_text(word: dict[str, Any] | None, commit: str, sha: str) -> str:
+def reply_text(word: dict[str, Any] | None, commit: str | None, sha: str | None) -> str:
     if word is None:
         return "Not addressed in this round: the change made for this review did not cover this comment."
     if not word.get("addressed"):
         return f"Not addressed in this round: {word.get('reply')}"
+    if not sha:
+        return f"{word.get('reply')}\n\n(No commit: this round changed no code.)"
     return f"{word.get('reply')}\n\nChanged in [{sha[:7]}]({commit})."
 
 

@@ -131,7 +131,8 @@ async def _work(
         with tracing.span("autodev.publish", {"autodev.job_id": job.id}):
             sha = await publisher.push(tree)
             pr = await publisher.sync_pr(plan, ready=True)
-        await answer_review(run, publisher.host, job, pr, sha)
+        committed = await _committed_steps(jc) > 0
+        await answer_review(run, publisher.host, job, pr, sha if committed else None)
 
 
 async def _sandbox(

@@ -158,3 +158,29 @@ async def test_unaddressed_is_told_why_a_failing_reply_does_not_fail_the_job_a_r
     recorded = [e.data for e in (await runtime.store.view(job.id)).events if e.type == "review_reply"]
     assert [(r["comment_id"], r.get("found_on_github")) for r in recorded] == [(second, True), (first, None)]
     assert llm.remaining == 0
+
+
+async def test_a_comment_answered_without_a_code_change_links_no_commit(
+    services: Services, remote: Path
+) -> None:
+    """The branch's old head is not "the change": a round that committed nothing says so instead."""
+    _settings, runtime, http, github, llm = services
+    repo = open_pull(github, remote)
+    comment_on(github, 902, 1, "Is this line covered by a test?")
+    llm.reply_json(ONE_STEP)
+    llm.reply_tool_calls(
+        ("review_comment", {"number": 1, "addressed": True, "reply": "Yes: tests/test_ok.py covers it."})
+    )
+    llm.reply_text("Nothing to change.")
+
+    await deliver(http, "pull_request_review", submitted_review(902))
+    await work_off_the_queue(runtime)
+
+    [job] = await runtime.store.list_jobs()
+    assert (await runtime.store.view(job.id)).state is JobState.SUCCEEDED
+    [reply] = github.calls_to("POST", rf"/repos/{REPO}/pulls/{NUMBER}/comments/\d+/replies")
+    assert reply.json["body"].startswith(
+        "Yes: tests/test_ok.py covers it.\n\n(No commit: this round changed no code.)"
+    )
+    assert "/commits/" not in reply.json["body"]
+    assert [t["isResolved"] for t in threads(repo)] == [True]
