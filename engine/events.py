@@ -32,6 +32,10 @@ Each event is a row (seq, type, data). Types and their data:
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
 - retrying       {reason, in_seconds}                     a transient failure: the queue runs the job again
+- review_comment {n, addressed, reply}                    the coder's word on numbered review comment n
+- review_reply   {n, comment_id, addressed}               autodev answered that comment's thread on GitHub
+- review_resolved {n, comment_id, thread_id}              and resolved the thread (addressed comments only)
+- review_reply_failed {action, comment_id, tries, error}  a reply or resolve kept failing; the job goes on
 """
 
 from __future__ import annotations
@@ -58,5 +62,9 @@ SETUP = "setup"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"
+REVIEW_COMMENT = "review_comment"
+REVIEW_REPLY = "review_reply"
+REVIEW_RESOLVED = "review_resolved"
+REVIEW_REPLY_FAILED = "review_reply_failed"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")
