@@ -32,6 +32,10 @@ Each event is a row (seq, type, data). Types and their data:
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
 - retrying       {reason, in_seconds}                     a transient failure: the queue runs the job again
+- waiting_behind {job_id, text}                           another job has the branch (one conversation per
+                                                           PR): this one stays queued until that one ends
+- state cancelled {…, replaced_by}                         a queued job a newer request on its branch took
+                                                           the place of (superseded, or folded into it)
 """
 
 from __future__ import annotations
@@ -58,5 +62,6 @@ SETUP = "setup"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"
+WAITING_BEHIND = "waiting_behind"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

@@ -27,6 +27,7 @@ from engine.store.deliveries import NewDelivery
 from engine.store.intake import Intake
 from engine.store.jobs import JobStore
 from github_app import manifest
+from github_app.ci_failures import is_ci_result
 from github_app.client import GitHubApi
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import EVENT_MODELS, InstallationEvent, InstallationReposEvent, IssueCommentEvent
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # The events that reach a Triggers method of the same name. app.yml subscribes to these (and to those the
 # next work will handle); installation* events reach every App unasked and are recorded below.
-HANDLED_EVENTS = ("issues", "issue_comment", "pull_request_review", "check_run")
+HANDLED_EVENTS = ("issues", "issue_comment", "pull_request_review", "check_run", "check_suite")
 SIGNATURE_PREFIX = "sha256="
 MAX_DELIVERY_ID = 100
 DATABASE_ERRORS = (SQLAlchemyError, OSError)  # asyncpg lets a refused connection through as OSError
@@ -118,7 +119,7 @@ def webhook_router(
             return answer(503, error="database unavailable, please redeliver")
         if event.sender is None or event.repository is None or event.installation is None:
             return answer(202, ignored="no sender, repository or installation")
-        if event.sender.is_bot:
+        if event.sender.is_bot and not is_ci_result(event):  # CI results come from bots (autodev's push)
             return answer(202, ignored="sent by a bot")
         slug = api.known_slug() if isinstance(event, IssueCommentEvent) else None  # only comments name it
         if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:

@@ -24,6 +24,7 @@ from engine.llm.caps import cap_refusal
 from engine.pipeline.jobrun import EngineDeps, JobRun
 from engine.pipeline.work import run_pipeline
 from engine.states import JobState
+from engine.store.conversations import WaitingBehind
 from engine.store.models import Job
 from engine.store.reads import job_view
 
@@ -81,9 +82,13 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
         await run.emit(events.RESUMED, {"attempt": job.attempts + 1})
     else:
         try:
-            await run.publish(await store.transition(job_id, JobState.RUNNING, phase="preparing"))
+            claimed = await store.transition(job_id, JobState.RUNNING, phase="preparing", unless_behind=True)
         except IllegalTransition:
             return JobState((await store.get(job_id)).state)
+        except WaitingBehind as exc:
+            await _wait_behind(run, exc.blocker)
+            return JobState.QUEUED  # no worker slot held: the job that has the branch wakes this one
+        await run.publish(claimed)
 
     pipeline = deps.pipeline or run_pipeline
     try:
@@ -142,6 +147,30 @@ async def catch_up_reporters(job_id: str, deps: EngineDeps, names: Sequence[str]
     return caught_up
 
 
+async def _wait_behind(run: JobRun, blocker: str) -> None:
+    """Say once per blocker why the job waits (the job page, the check run), then let go of it."""
+    last = next(
+        (e for e in reversed(await run.store.events(run.job_id)) if e.type == events.WAITING_BEHIND), None
+    )
+    if last is None or last.data.get("job_id") != blocker:
+        text = f"waiting for job {blocker} on this pull request's branch"
+        await run.emit(events.WAITING_BEHIND, {"job_id": blocker, "text": text})
+    log.info("job waits behind %s", blocker, extra={"job_id": run.job_id})
+
+
+async def wake_next(deps: EngineDeps, job: Job | None) -> str | None:
+    """After a job on a branch ended: queue the branch's next job, which waited without a worker."""
+    if job is None or not job.branch or deps.queue is None:
+        return None
+    next_id = await deps.store.next_on_branch(job.repo, job.branch)
+    if next_id is not None:
+        try:
+            await deps.queue.enqueue(next_id)
+        except Exception:  # the reconciler wakes it within a minute
+            log.warning("could not wake job %s", next_id, exc_info=True, extra={"job_id": job.id})
+    return next_id
+
+
 async def _finish(
     run: JobRun, state: JobState, reason: str | None, data: dict[str, Any] | None = None
 ) -> JobState:
@@ -150,4 +179,6 @@ async def _finish(
     except IllegalTransition as exc:
         return exc.current
     await run.publish(event)
+    # The branch as it is now (an implement job names its branch once it prepared its worktree).
+    await wake_next(run.deps, await run.store.get(run.job_id))
     return state
