@@ -31,7 +31,9 @@ def worker_ctx(
 ) -> dict[str, Any]:
     """What the composition root puts in ARQ's ctx: the engine's deps and the queue."""
     queue = ArqJobQueue(pool)
-    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline, queue=queue)
+    deps = EngineDeps(
+        settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline, queue=queue
+    )
     return {"deps": deps, "queue": queue}
 
 
