@@ -149,7 +149,7 @@ async def test_nothing_happens_for_someone_elses_branch_a_cancelled_run_or_autod
 async def test_a_failure_on_a_commit_autodev_did_not_push_starts_nothing(
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
 ) -> None:
-    """Someone pushed to autodev's branch: their commit is theirs to fix, and their code is not ours to run."""
+    """Someone pushed to autodev's branch: their commit is theirs to fix, their code not ours to run."""
     repo = github.add_repo(REPO)
     autodev_pull(repo)
     failing_actions_job(repo, SHA)
