@@ -48,8 +48,9 @@ def own_check_run(run: CheckRun) -> bool:
     return run.name == "autodev" and bool(run.external_id)
 
 
-def worth_storing_ci(event: CheckSuiteEvent | CheckRunEvent) -> str | None:
-    """None when a completed suite or run failed on autodev's branch (stored for the worker), else why not."""
+def worth_storing_ci(event: CheckSuiteEvent | CheckRunEvent, *, app_id: int | None = None) -> str | None:
+    """None when a completed suite or run failed on autodev's branch (stored for the worker), else why not.
+    `app_id`: this App's, whose own suites (its check runs' results) are not CI."""
     result: CheckSuite | CheckRun
     if isinstance(event, CheckSuiteEvent):
         result, branch = event.check_suite, event.check_suite.head_branch
@@ -58,6 +59,8 @@ def worth_storing_ci(event: CheckSuiteEvent | CheckRunEvent) -> str | None:
         branch = event.check_run.check_suite.head_branch if event.check_run.check_suite else None
         if own_check_run(event.check_run):
             return "autodev's own check run"
+    if app_id is not None and result.app is not None and result.app.id == app_id:
+        return "autodev's own check suite"
     if event.action != "completed":
         return f"{'check_suite' if isinstance(event, CheckSuiteEvent) else 'check_run'}.{event.action}"
     if result.conclusion not in FAILED:

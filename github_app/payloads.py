@@ -73,6 +73,7 @@ class Review(_Lenient):
 
 
 class App(_Lenient):
+    id: int | None = None
     slug: str | None = None
 
 

@@ -55,7 +55,9 @@ class Outcome:
     job_id: str | None = None
 
 
-def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> str | None:
+def worth_storing(
+    name: str, event: Event, *, label: str, slug: str | None, app_id: int | None = None
+) -> str | None:
     """None when the delivery may trigger something (it is stored for the worker), else why it is ignored.
     Reads the payload only; `slug` None (not known yet) keeps every comment that mentions someone."""
     if isinstance(event, IssuesEvent):
@@ -71,10 +73,10 @@ def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> s
             return "not a change request"
         return None if event.pull_request.head.ref.startswith(BRANCH_PREFIX) else "not autodev's pull request"
     if isinstance(event, CheckSuiteEvent):
-        return worth_storing_ci(event)
+        return worth_storing_ci(event, app_id=app_id)
     if isinstance(event, CheckRunEvent):
         if event.check_run.name != "autodev" or not event.check_run.external_id:
-            return worth_storing_ci(event)  # another app's check: a CI result
+            return worth_storing_ci(event, app_id=app_id)  # another app's check: a CI result
         if event.action == "rerequested" or (event.action == "requested_action" and event.requested_action):
             return None
         return f"check_run.{event.action}"

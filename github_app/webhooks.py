@@ -74,6 +74,7 @@ def webhook_router(
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
     label = settings.autodev_trigger_label
+    app_id = settings.github_app_id
     # Only names we know become label values: the header arrives before the signature is checked.
     known = frozenset(EVENT_MODELS) | {"ping", *manifest.events()}
 
@@ -122,7 +123,7 @@ def webhook_router(
         if event.sender.is_bot and not is_ci_result(event):  # CI results come from bots (autodev's push)
             return answer(202, ignored="sent by a bot")
         slug = api.known_slug() if isinstance(event, IssueCommentEvent) else None  # only comments name it
-        if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:
+        if (reason := worth_storing(name, event, label=label, slug=slug, app_id=app_id)) is not None:
             return answer(202, ignored=reason)
         delivery = request.headers.get("x-github-delivery", "")
         if not delivery or len(delivery) > MAX_DELIVERY_ID or not delivery.isprintable():

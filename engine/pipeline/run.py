@@ -73,6 +73,8 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
     if job.cancel_requested:
         return await _finish(run, JobState.CANCELLED, "cancelled before it started")
     if state is JobState.QUEUED:
+        await _show_replaced(deps, job)
+    if state is JobState.QUEUED:
         refusal = await cap_refusal(store, deps.settings, job.repo)
         if refusal is not None:
             return await _finish(run, JobState.FAILED, refusal, {"limit": "daily_cap"})
@@ -156,6 +158,15 @@ async def _wait_behind(run: JobRun, blocker: str) -> None:
         text = f"waiting for job {blocker} on this pull request's branch"
         await run.emit(events.WAITING_BEHIND, {"job_id": blocker, "text": text})
     log.info("job waits behind %s", blocker, extra={"job_id": run.job_id})
+
+
+async def _show_replaced(deps: EngineDeps, job: Job) -> None:
+    """Show the end of the waiting jobs this one took the place of (engine.store.conversations): they were
+    cancelled inside the submit's transaction, where no reporter is at hand. Showing an end twice is
+    harmless (a reporter renders the whole state)."""
+    for old in (job.origin or {}).get("replaces", []):
+        view = await deps.store.view(old, with_events=False)
+        await catch_up_reporters(old, deps, [reporter.name for reporter in deps.reporters_for(view)])
 
 
 async def wake_next(deps: EngineDeps, job: Job | None) -> str | None:

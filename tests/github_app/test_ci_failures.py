@@ -124,17 +124,20 @@ async def test_a_failing_suite_and_its_check_run_on_autodevs_commit_make_one_fix
     assert download.auth is None, "the token stays with GitHub's API, not the log's download host"
 
 
-async def test_nothing_happens_for_someone_elses_branch_a_cancelled_run_or_autodevs_own_check(
+async def test_nothing_happens_for_someone_elses_branch_a_cancelled_run_or_autodevs_own_checks(
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, queue: RecordingQueue
 ) -> None:
     github.add_repo(REPO)
     own = as_app_delivery(check_run(SHA, 2, name="autodev", external_id="f" * 32), "alice")  # not a bot
+    own_suite = check_suite(SHA, 2)
+    own_suite["check_suite"]["app"]["id"] = github.app_id  # a failed autodev job fails autodev's own suite
 
     answers = [
         await deliver(client, "check_suite", check_suite(SHA, 2, branch="feature/login")),
         await deliver(client, "check_suite", check_suite(SHA, 2, conclusion="cancelled")),
         await deliver(client, "check_run", check_run(SHA, 2, conclusion="success")),
         await deliver(client, "check_run", own),
+        await deliver(client, "check_suite", own_suite),
     ]
 
     assert [a.json()["ignored"] for a in answers] == [
@@ -142,6 +145,7 @@ async def test_nothing_happens_for_someone_elses_branch_a_cancelled_run_or_autod
         "conclusion cancelled",
         "conclusion success",
         "check_run.completed",  # autodev's own check run: only its buttons and Re-run matter
+        "autodev's own check suite",
     ]
     assert queue.deliveries == [] and github.calls == []
 

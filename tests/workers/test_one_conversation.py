@@ -16,9 +16,11 @@ from engine.settings import Settings
 from engine.states import JobKind, JobState
 from engine.store.intake import Intake
 from engine.store.jobs import JobRequest, JobStore
+from engine.views import JobEventView, JobView
 from tests.workers.conftest import burst_worker, worker_ctx
 from workers.jobs import reconcile
 from workers.queue import ArqJobQueue
+from workers.settings import AutodevWorker, worker_options
 
 BRANCH = "autodev/7-widgets"
 
@@ -140,3 +142,38 @@ async def _state_is(store: JobStore, job_id: str, state: JobState) -> bool:
 
 async def _waits(store: JobStore, job_id: str) -> bool:
     return any(e.type == events.WAITING_BEHIND for e in await store.events(job_id))
+
+
+class ShownEvents:
+    """A reporter (the port GitHub's check run and Slack's thread implement) that keeps what it was shown."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, str, dict[str, object]]] = []
+
+    async def on_event(self, view: JobView, event: JobEventView) -> None:
+        self.shown.append((view.id, event.type, dict(event.data)))
+
+
+async def test_the_end_of_a_request_folded_into_a_newer_one_is_shown_where_it_was_asked(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    """It is cancelled inside the newer request's insert, where no reporter is at hand: its check run or
+    Slack thread would have stayed "queued" for ever."""
+    reporter = ShownEvents()
+    [(busy, _)] = await store.submit_many([revise("a", "Rename the flag.")])
+    await store.transition(busy, JobState.RUNNING)
+    [(older, _)] = await store.submit_many([revise("b", "Add a test.")])
+    [(newer, _)] = await store.submit_many([revise("c", "Document the flag.")])
+    await ArqJobQueue(pool).enqueue(newer)
+    ctx = worker_ctx(settings, store, pool)
+    ctx["deps"].reporters_for = lambda view: [reporter]
+
+    await AutodevWorker(
+        **worker_options(settings, burst=True, reconciler=False), redis_pool=pool, ctx=ctx
+    ).main()
+
+    ended = [(t, d["state"], d["reason"]) for job, t, d in reporter.shown if job == older and t == "state"]
+    assert ended == [("state", "cancelled", f"folded into {newer}")]
+    assert (newer, events.WAITING_BEHIND) in [(job, t) for job, t, _ in reporter.shown]
