@@ -24,7 +24,7 @@ from engine.llm.caps import cap_refusal
 from engine.pipeline.jobrun import EngineDeps, JobRun
 from engine.pipeline.work import run_pipeline
 from engine.states import JobState
-from engine.store.conversations import WaitingBehind
+from engine.store.conversations import CI_TRIGGER, WaitingBehind
 from engine.store.models import Job
 from engine.store.reads import job_view
 
@@ -74,6 +74,8 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
         return await _finish(run, JobState.CANCELLED, "cancelled before it started")
     if state is JobState.QUEUED:
         await _show_replaced(deps, job)
+        if (stale := await _stale_ci_fix(deps, job)) is not None:
+            return await _finish(run, JobState.CANCELLED, stale)
     if state is JobState.QUEUED:
         refusal = await cap_refusal(store, deps.settings, job.repo)
         if refusal is not None:
@@ -167,6 +169,18 @@ async def _show_replaced(deps: EngineDeps, job: Job) -> None:
     for old in (job.origin or {}).get("replaces", []):
         view = await deps.store.view(old, with_events=False)
         await catch_up_reporters(old, deps, [reporter.name for reporter in deps.reporters_for(view)])
+
+
+async def _stale_ci_fix(deps: EngineDeps, job: Job) -> str | None:
+    """Why a CI fix that waited is no longer needed: autodev pushed to the branch after the failing commit
+    (the job it waited for), and CI on that commit decides whether another round is due."""
+    failed = ((job.origin or {}).get("ci_fix") or {}).get("sha")
+    if job.trigger != CI_TRIGGER or not failed or not job.branch:  # a folded request is still wanted
+        return None
+    last = await deps.store.last_push(job.repo, job.branch)
+    if last is None or last == failed:
+        return None
+    return f"not needed any more: {last[:12]} was pushed after the failing commit {failed[:12]}"
 
 
 async def wake_next(deps: EngineDeps, job: Job | None) -> str | None:

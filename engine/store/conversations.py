@@ -155,6 +155,17 @@ class FollowUps:
         except IntegrityError:
             pass  # recorded by a concurrent push of the same commit
 
+    async def last_push(self, repo: str, branch: str) -> str | None:
+        """The commit autodev pushed last to the branch."""
+        query = (
+            select(PushedCommit.sha)
+            .where(PushedCommit.repo == repo, PushedCommit.branch == branch)
+            .order_by(PushedCommit.pushed_at.desc())
+            .limit(1)
+        )
+        async with self.sessions() as session:
+            return await session.scalar(query)
+
     async def pushed_by_autodev(self, repo: str, sha: str) -> bool:
         async with self.sessions() as session:
             return await session.get(PushedCommit, (repo, sha)) is not None

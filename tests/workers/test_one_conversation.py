@@ -14,6 +14,7 @@ from engine import events
 from engine.pipeline.run import JobRun
 from engine.settings import Settings
 from engine.states import JobKind, JobState
+from engine.store.conversations import CI_TRIGGER
 from engine.store.intake import Intake
 from engine.store.jobs import JobRequest, JobStore
 from engine.views import JobEventView, JobView
@@ -177,3 +178,32 @@ async def test_the_end_of_a_request_folded_into_a_newer_one_is_shown_where_it_wa
     ended = [(t, d["state"], d["reason"]) for job, t, d in reporter.shown if job == older and t == "state"]
     assert ended == [("state", "cancelled", f"folded into {newer}")]
     assert (newer, events.WAITING_BEHIND) in [(job, t) for job, t, _ in reporter.shown]
+
+
+async def test_a_ci_fix_that_waited_while_autodev_pushed_a_newer_commit_is_not_run(
+    settings: Settings, store: JobStore, pool: ArqRedis
+) -> None:
+    """The job it waited for pushed after the failing commit: CI on that commit decides whether to fix."""
+    ran: list[str] = []
+
+    async def pipeline(run: JobRun) -> None:
+        ran.append(run.job_id)
+
+    failing, newer = "1" * 40, "2" * 40
+    fix = revise("ci", "Check `tests` fails.").model_copy(
+        update={"trigger": CI_TRIGGER, "origin": {"ci_fix": {"sha": failing}, "round": "CI fix 1 of 2"}}
+    )
+    [(job_id, _)] = await store.submit_many([fix])
+    await store.record_push(repo="octo/widgets", sha=failing, job_id="0" * 32, branch=BRANCH)
+    await store.record_push(repo="octo/widgets", sha=newer, job_id="1" * 32, branch=BRANCH)
+    await ArqJobQueue(pool).enqueue(job_id)
+
+    await burst_worker(settings, store, pool, pipeline).main()
+
+    job = await store.get(job_id)
+    assert ran == [] and job.state == JobState.CANCELLED
+    assert (
+        job.failure_reason
+        == f"not needed any more: {newer[:12]} was pushed after the failing commit {failing[:12]}"
+    )
+    assert await store.ci_rounds_used("octo/widgets", 7) == 0, "a fix that never ran is not a round"
