@@ -126,6 +126,10 @@ class CiFailures:
                 event.check_run.pull_requests,
             )
             branch = suite.head_branch if suite else None
+        for ref in refs:  # a redelivery, or the suite after its check run: answered without asking GitHub
+            known = await self.store.find_by_dedupe_key(f"github-ci:{repo}#{ref.number}@{sha}")
+            if known is not None:
+                return "fix already submitted for this commit", known.id
         pull = await self.pull_request(repo, installation, [p.number for p in refs], branch)
         if pull is None:
             return "no open pull request for the failing commit", None

@@ -120,6 +120,7 @@ async def test_a_failing_suite_and_its_check_run_on_autodevs_commit_make_one_fix
     assert "tests/test_ok.py:2 [failure] assert False" in job.task
     assert LEAKED not in job.task and "GH_TOKEN=[redacted]" in job.task
     assert "2026-11-28T10" not in job.task, "the log's timestamps are dropped"
+    assert len(github.calls_to("GET", rf"/repos/{REPO}/pulls/2")) == 1, "the second answered from the store"
     (download,) = [c for c in github.calls if c.path.startswith("/_downloads/")]
     assert download.auth is None, "the token stays with GitHub's API, not the log's download host"
 
@@ -260,3 +261,21 @@ async def test_when_the_rounds_are_used_up_one_comment_says_so_and_no_job_starts
     (comment,) = [c["body"] for c in repo.comments.values()]
     assert comment.startswith("CI still fails (tests) after 2 fix rounds")
     assert "- tests: tests/test_ok.py:2 [failure] assert False" in comment
+
+
+async def test_a_suite_that_names_no_pull_request_finds_it_by_its_branch(
+    client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
+) -> None:
+    """GitHub leaves `pull_requests` empty in some deliveries (a fork, a suite made before the PR)."""
+    repo = github.add_repo(REPO)
+    autodev_pull(repo)
+    failing_actions_job(repo, SHA)
+    await pushed(store)
+    data = check_suite(SHA, 2)
+    data["check_suite"]["pull_requests"] = []
+
+    await deliver(client, "check_suite", data)
+
+    assert await settle(gh_app, queue) == ["CI fix 1 of 2 submitted"]
+    (listing,) = github.calls_to("GET", rf"/repos/{REPO}/pulls")
+    assert listing.query == {"head": f"Codertocat:{BRANCH}", "state": "open"}
