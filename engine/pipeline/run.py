@@ -76,7 +76,6 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
         await _show_replaced(deps, job)
         if (stale := await _stale_ci_fix(deps, job)) is not None:
             return await _finish(run, JobState.CANCELLED, stale)
-    if state is JobState.QUEUED:
         refusal = await cap_refusal(store, deps.settings, job.repo)
         if refusal is not None:
             return await _finish(run, JobState.FAILED, refusal, {"limit": "daily_cap"})
@@ -177,6 +176,8 @@ async def _stale_ci_fix(deps: EngineDeps, job: Job) -> str | None:
     failed = ((job.origin or {}).get("ci_fix") or {}).get("sha")
     if job.trigger != CI_TRIGGER or not failed or not job.branch:  # a folded request is still wanted
         return None
+    if job.started_at is not None:
+        return None  # handed back mid-way (a worker's shutdown): its own pushes are not someone else's
     last = await deps.store.last_push(job.repo, job.branch)
     if last is None or last == failed:
         return None
