@@ -81,6 +81,9 @@ def take_place_of_queued(conn: Connection, row: dict[str, Any]) -> list[dict[str
     tasks into `row` (or not, for a CI fix after a CI fix); the `state` events to insert for them."""
     if not row.get("branch"):
         return []
+    # Lock the branch's active jobs first, in a statement of its own: a concurrent submit for the branch
+    # waits here, and its next statement (a fresh snapshot on PostgreSQL) sees the job this one inserts.
+    conn.execute(_branch_jobs(row["repo"], row["branch"]).with_for_update()).all()
     query = (
         select(JOBS.c.id, JOBS.c.task, JOBS.c.trigger, JOBS.c.origin, JOBS.c.last_seq)
         .where(JOBS.c.repo == row["repo"], JOBS.c.branch == row["branch"])

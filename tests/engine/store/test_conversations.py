@@ -62,6 +62,22 @@ async def test_two_requests_while_a_job_runs_become_one_queued_job_carrying_both
     assert (await store.get(running)).state == JobState.RUNNING, "the running job is never touched"
 
 
+async def test_requests_submitted_at_the_same_moment_while_a_job_runs_still_leave_one_waiting(
+    any_store: JobStore,
+) -> None:
+    """PostgreSQL: two submits in flight at once each saw the waiting job but not each other's new one."""
+    store = any_store
+    [(running, _)] = await store.submit_many([on_the_pr("a", "Rename the flag.")])
+    await store.transition(running, JobState.RUNNING)
+    await store.submit_many([on_the_pr("b", "Add a test.")])
+
+    await asyncio.gather(*(store.submit_many([on_the_pr(k, f"Request {k}.")]) for k in "cdef"))
+
+    queued = [j for j in await store.list_jobs(repo="octo/widgets") if j.state == JobState.QUEUED]
+    assert len(queued) == 1
+    assert all(f"Request {k}." in queued[0].task for k in "cdef") and "Add a test." in queued[0].task
+
+
 async def test_a_newer_ci_failure_supersedes_a_waiting_ci_fix_instead_of_folding_into_it(
     any_store: JobStore,
 ) -> None:
