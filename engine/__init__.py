@@ -6,7 +6,8 @@ Each layer imports only the layers above it in this list (tests/engine/test_layo
     events, logctx, repo_config, redact,      the protocols adapters implement, the one configuration object,
     tracing                                   OpenTelemetry spans (a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT)
     store/       the database: models, migrations, jobs (submit, transitions), the event log, reads, the cost
-                 ledger, the web side's group-committing intake
+                 ledger, the web side's group-committing intake, conversations (one job at a time per PR
+                 branch, waiting requests folded, CI fix rounds)
     llm/         the model client, prices, the budget guard before every call, spending caps, token estimates
     context/     what the model is shown: the repository's index, ranking, packing to a token budget, memory
     workspace/   git (a mirror per repository, a worktree per job), the guard every edit passes, and running

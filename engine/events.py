@@ -36,6 +36,10 @@ Each event is a row (seq, type, data). Types and their data:
 - review_reply   {n, comment_id, addressed}               autodev answered that comment's thread on GitHub
 - review_resolved {n, comment_id, thread_id}              and resolved the thread (addressed comments only)
 - review_reply_failed {action, comment_id, tries, error}  a reply or resolve kept failing; the job goes on
+- waiting_behind {job_id, text}                           another job has the branch (one conversation per
+                                                           PR): this one stays queued until that one ends
+- state cancelled {…, replaced_by}                         a queued job a newer request on its branch took
+                                                           the place of (superseded, or folded into it)
 """
 
 from __future__ import annotations
@@ -66,5 +70,6 @@ REVIEW_COMMENT = "review_comment"
 REVIEW_REPLY = "review_reply"
 REVIEW_RESOLVED = "review_resolved"
 REVIEW_REPLY_FAILED = "review_reply_failed"
+WAITING_BEHIND = "waiting_behind"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

@@ -39,6 +39,8 @@ class RepoConfig(BaseModel):
     # the lockfiles. None: none given here, so .github/workflows/copilot-setup-steps.yml or
     # .openhands/setup.sh are looked for; [] turns setup off.
     setup: list[str] | None = None
+    # How many times autodev tries to fix a failing CI check on a pull request it opened; 0 turns it off.
+    ci_fix_rounds: int = Field(default=2, ge=0, le=10)
 
     @field_validator("setup", mode="before")
     @classmethod

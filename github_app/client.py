@@ -141,6 +141,32 @@ class GitHubApi:
         except (GitHubException, httpx.HTTPError) as exc:
             raise GitHubUnavailable(f"GraphQL: {exc}") from exc
 
+    async def download_tail(
+        self, installation_id: int, path: str, *, max_bytes: int, keep_bytes: int
+    ) -> bytes:
+        """The last `keep_bytes` of a download such as a job's log: GitHub answers the API path with a
+        redirect to a short-lived URL, which is fetched without the token (it is on another host), asking for
+        the tail (Range) and reading at most `max_bytes` whatever the server sends. GitHubUnavailable when it
+        cannot be had."""
+        token = await self.token(installation_id)
+        api_headers = {"Authorization": f"token {token}", "Accept": "application/vnd.github+json"}
+        try:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=30.0, headers={"User-Agent": "autodev"}
+            ) as http:
+                first = await http.get(self.base_url + path.lstrip("/"), headers=api_headers)
+                if first.is_redirect and "location" in first.headers:
+                    tail = {"Range": f"bytes=-{keep_bytes}"}
+                    async with http.stream("GET", first.headers["location"], headers=tail) as response:
+                        if response.status_code not in (200, 206):
+                            raise GitHubUnavailable(f"GET {path}: download answered {response.status_code}")
+                        return await _read_tail(response, max_bytes, keep_bytes)
+                if first.status_code != 200:
+                    raise GitHubUnavailable(f"GET {path}: HTTP {first.status_code}")
+                return first.content[-keep_bytes:]
+        except httpx.HTTPError as exc:
+            raise GitHubUnavailable(f"GET {path}: {exc}") from exc
+
     async def token(self, installation_id: int) -> str:
         """The installation's access token (cached; githubkit renews it a minute before it expires)."""
         client = self.installation(installation_id)
@@ -183,3 +209,15 @@ class GitHubApi:
             await asyncio.gather(self._slug_task, return_exceptions=True)
         self._installations.clear()
         await self._transport.close_pool()
+
+
+async def _read_tail(response: httpx.Response, max_bytes: int, keep_bytes: int) -> bytes:
+    """The last `keep_bytes` of the first `max_bytes` of the body (a log can be gigabytes)."""
+    kept = b""
+    read = 0
+    async for chunk in response.aiter_bytes():
+        read += len(chunk)
+        kept = (kept + chunk)[-keep_bytes:]
+        if read >= max_bytes:
+            break
+    return kept

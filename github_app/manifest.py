@@ -25,19 +25,18 @@ PERMISSION_USES = {
     "contents": "push the branches with its commits",
     "pull_requests": "open and update its pull requests",
     "issues": "read issues, comment on them and react to the comments that trigger it",
-    "checks": "show each job as a check run, with a Cancel button",
-    "actions": "read the results of GitHub Actions runs on its pull requests",
+    "checks": "show each job as a check run, with a Cancel button; read failing checks on its pull requests",
+    "actions": "read the logs of failing GitHub Actions jobs on its pull requests",
     "metadata": "read the repository's basic data (every App has it)",
 }
 EVENT_USES = {
     "issues": "an issue labeled with the trigger label starts a job",
-    "issue_comment": "@-mentions in comments: implement, revise, cancel, retry, help",
+    "issue_comment": "@-mentions in comments: implement, revise, cancel, retry, stop, help",
     "pull_request_review": "a review with inline comments (or “Request changes”) on a pull request autodev "
     "opened revises it, then answers and resolves each comment's thread",
     "pull_request_review_comment": "an inline comment mentioning the App on such a pull request, on its own",
-    "check_run": "Cancel and Re-run on autodev's check runs",
-    "check_suite": "CI results on autodev's pull requests (counted; acted on by a later release)",
-    "workflow_run": "Actions results on autodev's pull requests (counted; acted on by a later release)",
+    "check_run": "Cancel and Re-run on autodev's check runs; a failing CI check on its PRs is fixed",
+    "check_suite": "a failing CI suite on autodev's pull requests starts a fix round (ci_fix_rounds)",
 }
 # Names that resolve only on a local network or the machine itself.
 LOCAL_SUFFIXES = (".localhost", ".local", ".lan", ".internal", ".home.arpa", ".localdomain")

@@ -86,10 +86,40 @@ class ReviewComment(_Lenient):
     in_reply_to_id: int | None = None
 
 
+class App(_Lenient):
+    id: int | None = None
+    slug: str | None = None
+
+
+class PullRef(_Lenient):
+    """A pull request as a check suite or check run names it (number, head and base branches)."""
+
+    number: int
+    head: Ref
+    base: Ref
+
+
+class CheckSuite(_Lenient):
+    id: int
+    head_branch: str | None = None
+    head_sha: str = ""
+    status: str | None = None
+    conclusion: str | None = None
+    pull_requests: list[PullRef] = []
+    app: App | None = None
+
+
 class CheckRun(_Lenient):
     id: int
     name: str = ""
     external_id: str | None = None
+    head_sha: str = ""
+    status: str | None = None
+    conclusion: str | None = None
+    details_url: str | None = None
+    pull_requests: list[PullRef] = []
+    check_suite: CheckSuite | None = None
+    app: App | None = None
 
 
 class RequestedAction(_Lenient):
@@ -141,6 +171,10 @@ class CheckRunEvent(Event):
     requested_action: RequestedAction | None = None
 
 
+class CheckSuiteEvent(Event):
+    check_suite: CheckSuite
+
+
 class InstallationEvent(Event):
     installation: Installation  # type: ignore[assignment]
     repositories: list[RepoName] | None = None
@@ -158,6 +192,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
     "pull_request_review": ReviewEvent,
     "pull_request_review_comment": ReviewCommentEvent,
     "check_run": CheckRunEvent,
+    "check_suite": CheckSuiteEvent,
     "installation": InstallationEvent,
     "installation_repositories": InstallationReposEvent,
 }

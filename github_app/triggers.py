@@ -20,11 +20,13 @@ from engine.ports import JobQueue
 from engine.settings import Settings
 from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
-from engine.store.models import JobKind
+from engine.store.models import JobKind, JobState
+from github_app.ci_failures import CiFailures, worth_storing_ci
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
 from github_app.payloads import (
     CheckRunEvent,
+    CheckSuiteEvent,
     Event,
     Issue,
     IssueCommentEvent,
@@ -45,7 +47,8 @@ HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
     "- on a pull request autodev opened: `@{slug} revise <instructions>` adds commits to it, "
-    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again; a review with "
+    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again, "
+    "`@{slug} stop` ends the rounds of fixing its failing CI (and cancels a fix under way); a review with "
     "inline comments (or one inline comment mentioning `@{slug}`) is answered in one job, thread by thread;\n"
     "- `@{slug} help` shows this list."
 )
@@ -57,7 +60,9 @@ class Outcome:
     job_id: str | None = None
 
 
-def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> str | None:
+def worth_storing(
+    name: str, event: Event, *, label: str, slug: str | None, app_id: int | None = None
+) -> str | None:
     """None when the delivery may trigger something (it is stored for the worker), else why it is ignored.
     Reads the payload only; `slug` None (not known yet) keeps every comment that mentions someone."""
     if isinstance(event, IssuesEvent):
@@ -79,9 +84,11 @@ def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> s
         if not event.pull_request.head.ref.startswith(BRANCH_PREFIX):
             return "not autodev's pull request"
         return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
+    if isinstance(event, CheckSuiteEvent):
+        return worth_storing_ci(event, app_id=app_id)
     if isinstance(event, CheckRunEvent):
         if event.check_run.name != "autodev" or not event.check_run.external_id:
-            return "not autodev's check run"
+            return worth_storing_ci(event, app_id=app_id)  # another app's check: a CI result
         if event.action == "rerequested" or (event.action == "requested_action" and event.requested_action):
             return None
         return f"check_run.{event.action}"
@@ -105,6 +112,7 @@ class Triggers:
         self.replies = Replies(api, redis)
         # Concurrent deliveries handled by the worker share their job inserts and queue round trips.
         self.intake = Intake.for_jobs(store, queue)
+        self.ci = CiFailures(api, store, self.intake, self.replies, settings.secret_values())
 
     async def dispatch(self, event: Event, delivery: str) -> Outcome:
         if isinstance(event, IssuesEvent):
@@ -115,7 +123,11 @@ class Triggers:
             return await self.pull_request_review(event, delivery)
         if isinstance(event, ReviewCommentEvent):
             return await self.pull_request_review_comment(event)
+        if isinstance(event, CheckSuiteEvent):
+            return await self.check_suite(event, delivery)
         if isinstance(event, CheckRunEvent):
+            if event.action == "completed":  # another app's check run: worth_storing kept only those
+                return Outcome(*await self.ci.handle(event, delivery))
             return await self.check_run(event)
         return Outcome(f"{type(event).__name__} not handled")
 
@@ -159,6 +171,8 @@ class Triggers:
             return await self.job_action(
                 event, command.verb, await self.latest_job(event, branch=head), number
             )
+        if command.verb == "stop":
+            return await self.stop_ci_fixes(event, number)
         return await self.unknown(event, number, command.verb, slug)
 
     async def pull_request_review(self, event: ReviewEvent, delivery: str) -> Outcome:
@@ -220,6 +234,10 @@ class Triggers:
         instructions = review_task(body, numbered) or "Address the review."
         # Both deliveries of one review (the review and its single @-mention comment) make one job.
         return await self.revise(event, pull, instructions, f"review:{self.repo(event)}:{review_id}", origin)
+
+    async def check_suite(self, event: CheckSuiteEvent, delivery: str) -> Outcome:
+        """A failed suite on autodev's pull request: a CI fix round (github_app.ci_failures)."""
+        return Outcome(*await self.ci.handle(event, delivery))
 
     async def check_run(self, event: CheckRunEvent) -> Outcome:
         job_id = event.check_run.external_id
@@ -306,6 +324,25 @@ class Triggers:
                 await self.reply(event, number, f"Could not {verb}: {exc}")
             return Outcome(f"{verb} refused: {exc}")
         return Outcome(f"unknown action {verb}")
+
+    async def stop_ci_fixes(self, event: Event, number: int) -> Outcome:
+        """`@app stop`: no more CI fix rounds on this pull request, and the fix under way cancelled."""
+        repo, by = self.repo(event), f"github:{self.sender(event)}"
+        stopped = await self.store.stop_ci_fixes(repo, number, by=f"@{self.sender(event)}")
+        cancelled = []
+        for job in await self.store.ci_fix_jobs(repo, number):
+            if not JobState(job.state).terminal:
+                await cancel_job(self.store, self.queue, job.id, by=by)
+                cancelled.append(job.id)
+        text = (
+            "I will not try to fix this pull request's CI any more."
+            if stopped
+            else "CI fixing was already stopped here."
+        )
+        if cancelled:
+            text += f" Cancelled the fix under way ({', '.join(cancelled)})."
+        await self.reply(event, number, text)
+        return Outcome(f"CI fixes stopped; {len(cancelled)} cancelled")
 
     async def latest_job(self, event: Event, *, branch: str = "", issue: int = 0) -> str | None:
         """The newest job on this PR's branch or for this issue (a retry is newer than what it retried)."""

@@ -27,6 +27,7 @@ from engine.store.deliveries import NewDelivery
 from engine.store.intake import Intake
 from engine.store.jobs import JobStore
 from github_app import manifest
+from github_app.ci_failures import is_ci_result
 from github_app.client import GitHubApi
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import (
@@ -49,6 +50,7 @@ HANDLED_EVENTS = (
     "pull_request_review",
     "pull_request_review_comment",
     "check_run",
+    "check_suite",
 )
 SIGNATURE_PREFIX = "sha256="
 MAX_DELIVERY_ID = 100
@@ -85,6 +87,7 @@ def webhook_router(
     router = APIRouter()
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
     label = settings.autodev_trigger_label
+    app_id = settings.github_app_id
     # Only names we know become label values: the header arrives before the signature is checked.
     known = frozenset(EVENT_MODELS) | {"ping", *manifest.events()}
 
@@ -130,11 +133,11 @@ def webhook_router(
             return answer(503, error="database unavailable, please redeliver")
         if event.sender is None or event.repository is None or event.installation is None:
             return answer(202, ignored="no sender, repository or installation")
-        if event.sender.is_bot:
+        if event.sender.is_bot and not is_ci_result(event):  # CI results come from bots (autodev's push)
             return answer(202, ignored="sent by a bot")
         # Only comments name it.
         slug = api.known_slug() if isinstance(event, IssueCommentEvent | ReviewCommentEvent) else None
-        if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:
+        if (reason := worth_storing(name, event, label=label, slug=slug, app_id=app_id)) is not None:
             return answer(202, ignored=reason)
         delivery = request.headers.get("x-github-delivery", "")
         if not delivery or len(delivery) > MAX_DELIVERY_ID or not delivery.isprintable():

@@ -139,7 +139,12 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
         if status in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress):
             continue
         job = await deps.store.get(job_id)
-        if status is JobStatus.complete:
+        if status is JobStatus.complete and job.state == JobState.QUEUED and await queue.waited(job_id):
+            # It let go of its slot behind another job on its branch; wake it if that one has ended.
+            if await deps.store.blocker_of(job_id) is None:
+                await queue.enqueue(job_id)
+                counts["enqueued"] += 1
+        elif status is JobStatus.complete:
             # ARQ finished with the job but our row never reached an end: its worker died on the last try.
             await runner.fail_job(
                 job_id,

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 RUN_JOB = "run_job"
 HANDLE_DELIVERY = "handle_delivery"
+# What run_job returns for a job it let go of because another job has its branch (engine.store.conversations).
+WAITED = "queued"
 DELIVERY_JOB_PREFIX = "delivery:"  # ARQ ids of delivery tasks: never the same as a job's (a uuid hex)
 
 # ARQ's enqueue_job for many ids at once: an id whose job or result key exists is skipped, as ARQ does.
@@ -65,9 +67,19 @@ class ArqJobQueue:
         self._enqueue_script = redis.register_script(ENQUEUE_MANY)
 
     async def enqueue(self, job_id: str) -> None:
+        """Also wakes a job whose last run let go of it while another job had its branch (its result is
+        `waited`): that result is dropped so the id can be queued again."""
         job = await self.redis.enqueue_job(RUN_JOB, job_id, _job_id=job_id)
+        if job is None and await self.waited(job_id):
+            await self.forget(job_id)
+            job = await self.redis.enqueue_job(RUN_JOB, job_id, _job_id=job_id)
         if job is None:
             log.info("job already on the queue", extra={"job_id": job_id})
+
+    async def waited(self, job_id: str) -> bool:
+        """Whether ARQ's last run of the job ended with the job still queued (it waits behind another)."""
+        info = await ArqJob(job_id, self.redis).result_info()
+        return info is not None and info.success and info.result == WAITED
 
     async def enqueue_many(self, job_ids: Sequence[str]) -> None:
         """What `enqueue` does for each id (skipping ids ARQ already holds), in one atomic round trip."""

@@ -49,6 +49,8 @@ class Publisher:
 
     async def push(self, tree: Worktree) -> str:
         sha = await tree.push()
+        # Only a CI failure on a commit autodev pushed starts a fix round (github_app.ci_failures).
+        await self.run.store.record_push(repo=self.repo, sha=sha, job_id=self.run.job_id, branch=self.branch)
         await self.run.emit(events.PUSHED, {"branch": self.branch, "head_sha": sha}, fields={"head_sha": sha})
         return sha
 

@@ -24,6 +24,7 @@ from engine.llm.caps import cap_refusal
 from engine.pipeline.jobrun import EngineDeps, JobRun
 from engine.pipeline.work import run_pipeline
 from engine.states import JobState
+from engine.store.conversations import CI_TRIGGER, WaitingBehind
 from engine.store.models import Job
 from engine.store.reads import job_view
 
@@ -72,6 +73,9 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
     if job.cancel_requested:
         return await _finish(run, JobState.CANCELLED, "cancelled before it started")
     if state is JobState.QUEUED:
+        await _show_replaced(deps, job)
+        if (stale := await _stale_ci_fix(deps, job)) is not None:
+            return await _finish(run, JobState.CANCELLED, stale)
         refusal = await cap_refusal(store, deps.settings, job.repo)
         if refusal is not None:
             return await _finish(run, JobState.FAILED, refusal, {"limit": "daily_cap"})
@@ -81,9 +85,13 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
         await run.emit(events.RESUMED, {"attempt": job.attempts + 1})
     else:
         try:
-            await run.publish(await store.transition(job_id, JobState.RUNNING, phase="preparing"))
+            claimed = await store.transition(job_id, JobState.RUNNING, phase="preparing", unless_behind=True)
         except IllegalTransition:
             return JobState((await store.get(job_id)).state)
+        except WaitingBehind as exc:
+            await _wait_behind(run, exc.blocker)
+            return JobState.QUEUED  # no worker slot held: the job that has the branch wakes this one
+        await run.publish(claimed)
 
     pipeline = deps.pipeline or run_pipeline
     try:
@@ -142,6 +150,53 @@ async def catch_up_reporters(job_id: str, deps: EngineDeps, names: Sequence[str]
     return caught_up
 
 
+async def _wait_behind(run: JobRun, blocker: str) -> None:
+    """Say once per blocker why the job waits (the job page, the check run), then let go of it."""
+    last = next(
+        (e for e in reversed(await run.store.events(run.job_id)) if e.type == events.WAITING_BEHIND), None
+    )
+    if last is None or last.data.get("job_id") != blocker:
+        text = f"waiting for job {blocker} on this pull request's branch"
+        await run.emit(events.WAITING_BEHIND, {"job_id": blocker, "text": text})
+    log.info("job waits behind %s", blocker, extra={"job_id": run.job_id})
+
+
+async def _show_replaced(deps: EngineDeps, job: Job) -> None:
+    """Show the end of the waiting jobs this one took the place of (engine.store.conversations): they were
+    cancelled inside the submit's transaction, where no reporter is at hand. Showing an end twice is
+    harmless (a reporter renders the whole state)."""
+    for old in (job.origin or {}).get("replaces", []):
+        view = await deps.store.view(old, with_events=False)
+        await catch_up_reporters(old, deps, [reporter.name for reporter in deps.reporters_for(view)])
+
+
+async def _stale_ci_fix(deps: EngineDeps, job: Job) -> str | None:
+    """Why a CI fix that waited is no longer needed: autodev pushed to the branch after the failing commit
+    (the job it waited for), and CI on that commit decides whether another round is due."""
+    failed = ((job.origin or {}).get("ci_fix") or {}).get("sha")
+    if job.trigger != CI_TRIGGER or not failed or not job.branch:  # a folded request is still wanted
+        return None
+    if job.started_at is not None:
+        return None  # handed back mid-way (a worker's shutdown): its own pushes are not someone else's
+    last = await deps.store.last_push(job.repo, job.branch)
+    if last is None or last == failed:
+        return None
+    return f"not needed any more: {last[:12]} was pushed after the failing commit {failed[:12]}"
+
+
+async def wake_next(deps: EngineDeps, job: Job | None) -> str | None:
+    """After a job on a branch ended: queue the branch's next job, which waited without a worker."""
+    if job is None or not job.branch or deps.queue is None:
+        return None
+    next_id = await deps.store.next_on_branch(job.repo, job.branch)
+    if next_id is not None:
+        try:
+            await deps.queue.enqueue(next_id)
+        except Exception:  # the reconciler wakes it within a minute
+            log.warning("could not wake job %s", next_id, exc_info=True, extra={"job_id": job.id})
+    return next_id
+
+
 async def _finish(
     run: JobRun, state: JobState, reason: str | None, data: dict[str, Any] | None = None
 ) -> JobState:
@@ -150,4 +205,6 @@ async def _finish(
     except IllegalTransition as exc:
         return exc.current
     await run.publish(event)
+    # The branch as it is now (an implement job names its branch once it prepared its worktree).
+    await wake_next(run.deps, await run.store.get(run.job_id))
     return state

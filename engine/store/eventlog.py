@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from engine import events
 from engine.errors import JobCancelled, JobNotFound
 from engine.store.db import session_scope
 from engine.store.models import Base, Job, JobEvent, Step, utcnow
@@ -67,6 +68,24 @@ class EventLog:
             for index, columns in (steps or {}).items():
                 await _save_step(await session.connection(), job_id, index, dict(columns))
         return appended
+
+    async def set_phase(
+        self,
+        job_id: str,
+        phase: str,
+        data: dict[str, Any] | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: dict[int, dict[str, Any]] | None = None,
+    ) -> JobEventView:
+        """Set the job's phase and append its `phase` event (plus `fields` and `steps`, as append_event)."""
+        return await self.append_event(
+            job_id,
+            events.PHASE,
+            {"phase": phase, **(data or {})},
+            fields={**(fields or {}), "phase": phase},
+            steps=steps,
+        )
 
     async def cancel_requested(self, job_id: str, *, max_age_s: float = 0.0) -> bool:
         """The job's cancel flag. With `max_age_s`, a value this store read from the job's row at most that

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from engine import events, tracing
 from engine.errors import IllegalTransition, JobNotFound
 from engine.states import JobKind, JobState
+from engine.store.conversations import FollowUps, take_place_of_queued, waiting_behind
 from engine.store.db import SqliteWriter, session_scope
 from engine.store.deliveries import Deliveries
 from engine.store.eventlog import JOB_EVENTS, JOBS
@@ -82,7 +83,7 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-class JobStore(CostLedger, JobReads):
+class JobStore(CostLedger, JobReads, FollowUps):
     """All reads and writes of jobs go through here, each in its own short transaction."""
 
     def __init__(
@@ -198,7 +199,7 @@ class JobStore(CostLedger, JobReads):
         keys = list({r.dedupe_key for r in requests})
         found = conn.execute(select(JOBS.c.dedupe_key, JOBS.c.id).where(JOBS.c.dedupe_key.in_(keys)))
         known: dict[str, str] = {key: job_id for key, job_id in found}
-        rows: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         answers: list[tuple[str, bool]] = []
         for request in requests:
@@ -207,16 +208,21 @@ class JobStore(CostLedger, JobReads):
                 continue
             row = self._row(request)
             known[request.dedupe_key] = row["id"]
-            rows.append(row)
-            events.append(self._submitted_event(row["id"], request))
             answers.append((row["id"], True))
-        if rows:
-            # In key order: two batches holding the same new keys (PostgreSQL, several commits in flight)
-            # then wait on each other in one order, and the later one fails on the unique key and settles
-            # one by one, instead of each holding a key the other needs (a deadlock).
+            new.append(row)
+            if not row["branch"]:
+                events.append(self._submitted_event(row["id"], request))
+                continue
+            # One waiting job per branch (engine.store.conversations): inserted at once, in order.
+            replaced = take_place_of_queued(conn, row)
+            conn.execute(insert(JOBS), [row])
+            conn.execute(insert(JOB_EVENTS), [*replaced, self._submitted_event(row["id"], request)])
+        if rows := [row for row in new if not row["branch"]]:
+            # In key order: two batches holding the same new keys (PostgreSQL) wait on each other in one
+            # order and the later one settles one by one, instead of each holding a key the other needs.
             conn.execute(insert(JOBS), sorted(rows, key=lambda row: str(row["dedupe_key"])))
             conn.execute(insert(JOB_EVENTS), events)
-        return answers, rows
+        return answers, new
 
     async def transition(
         self,
@@ -226,10 +232,14 @@ class JobStore(CostLedger, JobReads):
         reason: str | None = None,
         phase: str | None = None,
         data: dict[str, Any] | None = None,
+        unless_behind: bool = False,
     ) -> JobEventView:
-        """Move the job to `target` (validated) and record a `state` event, in one transaction."""
+        """Move the job to `target` (validated) and record a `state` event, in one transaction;
+        `unless_behind`: raise WaitingBehind instead when another job has the job's branch."""
         async with session_scope(self.sessions) as session:
             conn = await session.connection()
+            if unless_behind:
+                await waiting_behind(conn, job_id)
             row = (
                 await conn.execute(
                     select(JOBS.c.state, JOBS.c.started_at).where(JOBS.c.id == job_id).with_for_update()
@@ -260,24 +270,6 @@ class JobStore(CostLedger, JobReads):
             self._cancel_seen.pop(job_id, None)
         log.info("job %s", target.value, extra={"job_id": job_id, "reason": reason})
         return event
-
-    async def set_phase(
-        self,
-        job_id: str,
-        phase: str,
-        data: dict[str, Any] | None = None,
-        *,
-        fields: dict[str, Any] | None = None,
-        steps: dict[int, dict[str, Any]] | None = None,
-    ) -> JobEventView:
-        """Set the job's phase and append its `phase` event (plus `fields` and `steps`, as append_event)."""
-        return await self.append_event(
-            job_id,
-            events.PHASE,
-            {"phase": phase, **(data or {})},
-            fields={**(fields or {}), "phase": phase},
-            steps=steps,
-        )
 
     async def update(self, job_id: str, **fields: Any) -> None:
         """Set plain columns of the job (plan, pr_url, branch, reporter_state, …); never `state`."""

@@ -281,3 +281,28 @@ class GitHubDelivery(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_github_deliveries_state_received", "state", "received_at"),)
+
+
+class PushedCommit(Base):
+    """A commit autodev pushed as a branch's head: only a CI failure on one of these starts a fix round."""
+
+    __tablename__ = "pushed_commits"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    branch: Mapped[str] = mapped_column(String(200))
+    pushed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PullRequestFollowUp(Base):
+    """What autodev keeps per pull request it follows: CI fix rounds stopped (`@app stop`) and whether the
+    "rounds used up" comment was posted (once per pull request, not once per failing delivery)."""
+
+    __tablename__ = "pull_request_follow_ups"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pr_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ci_stopped_by: Mapped[str | None] = mapped_column(String(200))
+    ci_exhausted_noted_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -20,6 +20,7 @@ APP_DELIVERIES = (
     "pull_request_review",
     "pull_request_review_comment",
     "check_run",
+    "check_suite",
 )
 
 

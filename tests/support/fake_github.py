@@ -16,15 +16,22 @@
   `resolveReviewThread` resolves one; `POST …/pulls/{n}/comments/{id}/replies` answers in the thread and
   `GET …/pulls/{n}/comments` lists every thread's comments as REST does (with `in_reply_to_id`).
   `graphql_calls("resolveReviewThread")` lists the GraphQL calls whose query names that operation.
+- CI of other apps: `ci_runs` (check run id → its JSON, with `check_suite: {id}` and `app: {slug}`),
+  `annotations` (check run id → rows) and `job_logs` (Actions job id → text; its logs URL answers 302 to a
+  download URL on this server, as GitHub does, which records whether a token came along).
+- Pull requests and contents of a repo whose clone_url is `file://…` read its bare repository: a pull's
+  `head.sha` is its branch's tip there, `GET …/contents/{path}?ref=` the file at that ref.
 - Installation tokens: `POST /app/installations/{id}/access_tokens` → `token_for(id)`, valid one hour.
 - `manifest_codes[code] = {...}`: what `POST /app-manifests/{code}/conversions` returns (once).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +65,18 @@ class FakeRepo:
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # number → {number, title, body}
     # PR number → threads as GraphQL returns them: {id, isResolved, path, line, startLine, comments: [...]}
     review_threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    ci_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # other apps' check runs
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # check run id → rows
+    job_logs: dict[int, str] = field(default_factory=dict)  # Actions job id → its log
+
+    def git(self, *args: str) -> str | None:
+        """git in the repository behind a file:// clone_url (None for any other, or when git fails)."""
+        if not self.clone_url.startswith("file://"):
+            return None
+        done = subprocess.run(
+            ["git", *args], cwd=self.clone_url.removeprefix("file://"), capture_output=True, text=True
+        )
+        return done.stdout if done.returncode == 0 else None
 
 
 @dataclass
@@ -203,6 +222,9 @@ def _user(login: str, type_: str = "User") -> dict[str, Any]:
 
 
 def _pull_json(repo: FakeRepo, pull: dict[str, Any]) -> dict[str, Any]:
+    tip = repo.git("rev-parse", f"refs/heads/{pull['head']['ref']}")
+    if tip:  # the branch as pushed to the bare repository
+        pull["head"] = {**pull["head"], "sha": tip.strip()}
     return {**pull, "html_url": f"https://github.invalid/{repo.full_name}/pull/{pull['number']}"}
 
 
@@ -404,6 +426,39 @@ async def review_reply(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Resp
     return web.json_response({"message": "Not Found"}, status=404)
 
 
+async def suite_check_runs(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    suite = int(m["id"])
+    runs = [r for r in gh.repo(m).ci_runs.values() if (r.get("check_suite") or {}).get("id") == suite]
+    return web.json_response({"total_count": len(runs), "check_runs": runs})
+
+
+async def annotations(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    return web.json_response(gh.repo(m).annotations.get(int(m["id"]), []))
+
+
+async def job_logs(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    if int(m["id"]) not in gh.repo(m).job_logs:
+        return web.json_response({"message": "Not Found"}, status=404)
+    url = f"{gh.api_url}/_downloads/logs/{m['owner']}/{m['name']}/{m['id']}?sig=signed"
+    raise web.HTTPFound(url)
+
+
+async def download_logs(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    text = gh.repo(m).job_logs.get(int(m["id"]))
+    if text is None:
+        return web.json_response({"message": "BlobNotFound"}, status=404)
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def contents(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    repo = gh.repo(m)
+    text = repo.git("show", f"{call.query.get('ref') or repo.default_branch}:{m['path']}")
+    if text is None:
+        return web.json_response({"message": "Not Found"}, status=404)
+    encoded = base64.b64encode(text.encode()).decode()
+    return web.json_response({"type": "file", "path": m["path"], "encoding": "base64", "content": encoded})
+
+
 async def manifest_conversion(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
     result = gh.manifest_codes.pop(m["code"], None)
     if result is None:
@@ -436,5 +491,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", _REPO + r"/pulls/(?P<number>\d+)/comments/(?P<id>\d+)/replies", review_reply),
         ("POST", _REPO + r"/check-runs", create_check_run),
         ("PATCH", _REPO + r"/check-runs/(?P<id>\d+)", update_check_run),
+        ("GET", _REPO + r"/check-suites/(?P<id>\d+)/check-runs", suite_check_runs),
+        ("GET", _REPO + r"/check-runs/(?P<id>\d+)/annotations", annotations),
+        ("GET", _REPO + r"/actions/jobs/(?P<id>\d+)/logs", job_logs),
+        ("GET", r"/_downloads/logs/(?P<owner>[^/]+)/(?P<name>[^/]+)/(?P<id>\d+)", download_logs),
+        ("GET", _REPO + r"/contents/(?P<path>.+)", contents),
     ]
 ]

@@ -30,8 +30,11 @@ def worker_ctx(
     settings: Settings, store: JobStore, pool: ArqRedis, pipeline: Pipeline | None = None
 ) -> dict[str, Any]:
     """What the composition root puts in ARQ's ctx: the engine's deps and the queue."""
-    deps = EngineDeps(settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline)
-    return {"deps": deps, "queue": ArqJobQueue(pool)}
+    queue = ArqJobQueue(pool)
+    deps = EngineDeps(
+        settings=settings, store=store, code_host_for=no_code_host, pipeline=pipeline, queue=queue
+    )
+    return {"deps": deps, "queue": queue}
 
 
 def burst_worker(
