@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -29,6 +30,8 @@ from engine.store.models import Job, PullRequestFollowUp, PushedCommit, utcnow
 
 # The trigger of a job that fixes its pull request's failing CI (github_app.ci_failures).
 CI_TRIGGER = "github_ci"
+# How engine.pipeline.review numbers a review's comments in a task (`## Review comment 2 — path line 9`).
+REVIEW_HEADING = re.compile(r"^## Review comment (\d+) —", re.MULTILINE)
 FOLD_HEADER = "This job carries an earlier request on this pull request that waited for its turn (job {id}):"
 
 
@@ -116,13 +119,32 @@ def take_place_of_queued(conn: Connection, row: dict[str, Any]) -> list[dict[str
         origin = dict(row["origin"])
         origin["replaces"] = [*origin.get("replaces", []), old.id]
         if not supersede:
-            earlier = f"{FOLD_HEADER.format(id=old.id)}\n\n{old.task}"
+            old_task = _fold_review(origin, old.origin or {}, old.task)
+            earlier = f"{FOLD_HEADER.format(id=old.id)}\n\n{old_task}"
             row["task"] = f"{earlier}\n\n---\n\nThe latest request:\n\n{row['task']}"
             for key in ("ci_fix", "round"):  # a folded CI fix still counts as the round it was
                 if key in (old.origin or {}) and key not in origin:
                     origin[key] = old.origin[key]
         row["origin"] = origin
     return cancelled
+
+
+def _fold_review(origin: dict[str, Any], old_origin: dict[str, Any], old_task: str) -> str:
+    """A folded review's comments stay answerable after the push: they join `origin`'s own, numbered after
+    them, and the old task's headings are renumbered to match. The old task as the new one carries it."""
+    old_review = old_origin.get("review") or {}
+    old_comments = list(old_review.get("comments") or [])
+    if not old_comments:
+        return old_task
+    review = dict(origin.get("review") or {})
+    comments = list(review.get("comments") or [])
+    offset = max((int(c["n"]) for c in comments), default=0)
+    if offset:
+        old_task = REVIEW_HEADING.sub(lambda m: f"## Review comment {int(m[1]) + offset} —", old_task)
+    review["comments"] = comments + [{**c, "n": int(c["n"]) + offset} for c in old_comments]
+    review.setdefault("by", old_review.get("by"))
+    origin["review"] = review
+    return old_task
 
 
 class FollowUps:

@@ -125,3 +125,48 @@ async def test_two_workers_claiming_two_jobs_of_one_branch_at_once_start_only_on
     assert (await store.get(first.id)).state == JobState.RUNNING, "the older request goes first"
     assert await store.blocker_of(second.id) == first.id
     assert await store.next_on_branch("octo/widgets", BRANCH) == second.id
+
+
+def review(*numbers: int, by: str = "alice") -> dict[str, object]:
+    comments = [{"n": n, "comment_id": 100 * len(numbers) + n, "thread_id": f"T{n}"} for n in numbers]
+    return {"by": by, "comments": comments}
+
+
+def review_task(*numbers: int) -> str:
+    return "\n\n".join(f"## Review comment {n} — flag.py line {n}\n@alice: fix {n}" for n in numbers)
+
+
+async def test_two_reviews_folded_into_one_job_keep_every_comment_answerable(any_store: JobStore) -> None:
+    """The waiting review's comments join the newer review's, numbered after them, task and origin alike,
+    so the one job that runs replies in every thread."""
+    store = any_store
+    [(running, _)] = await store.submit_many([on_the_pr("a", "Rename the flag.")])
+    await store.transition(running, JobState.RUNNING)
+
+    await store.submit_many(
+        [on_the_pr("r1", review_task(1, 2), trigger="github_review", review=review(1, 2))]
+    )
+    [(second, _)] = await store.submit_many(
+        [on_the_pr("r2", review_task(1), trigger="github_review", review=review(1, by="bob"))]
+    )
+
+    job = await store.get(second)
+    numbers = [(c["n"], c["comment_id"]) for c in job.origin["review"]["comments"]]
+    assert numbers == [(1, 101), (2, 201), (3, 202)]
+    assert "## Review comment 2 — flag.py line 1" in job.task  # the older review's first comment
+    assert "## Review comment 3 — flag.py line 2" in job.task
+    assert job.task.count("## Review comment 1 —") == 1
+    assert job.origin["review"]["by"] == "bob"
+
+
+async def test_a_review_folded_into_a_ci_fix_is_still_answered(any_store: JobStore) -> None:
+    store = any_store
+    [(running, _)] = await store.submit_many([on_the_pr("a", "Rename the flag.")])
+    await store.transition(running, JobState.RUNNING)
+
+    await store.submit_many([on_the_pr("r1", review_task(1), trigger="github_review", review=review(1))])
+    [(fix, _)] = await store.submit_many([on_the_pr("ci", "The tests fail.", trigger=CI_TRIGGER)])
+
+    job = await store.get(fix)
+    assert [c["n"] for c in job.origin["review"]["comments"]] == [1]
+    assert "## Review comment 1 — flag.py line 1" in job.task
