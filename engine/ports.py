@@ -23,6 +23,10 @@ class JobQueue(Protocol):
     async def enqueue_deliveries(self, delivery_ids: Sequence[str]) -> None:
         """Queue stored GitHub deliveries for the worker to decide (a queued id is not queued again)."""
 
+    async def forget(self, job_id: str) -> None:
+        """Drop what the queue keeps of the job's finished run, so the same id can be enqueued again (a job
+        that waited for an answer and now resumes)."""
+
 
 @runtime_checkable
 class DeliveryHandler(Protocol):

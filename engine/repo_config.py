@@ -39,6 +39,12 @@ class RepoConfig(BaseModel):
     # the lockfiles. None: none given here, so .github/workflows/copilot-setup-steps.yml or
     # .openhands/setup.sh are looked for; [] turns setup off.
     setup: list[str] | None = None
+    # Whether the planner may ask one clarifying question instead of planning an ambiguous task.
+    questions: bool = True
+    # Whether a plan waits for a writer's approval (`@app go`, 👍, Slack's Approve) before coding starts.
+    plan_approval: bool = False
+    # A question or plan left unanswered this long cancels the job (with a note).
+    question_timeout_hours: float = Field(default=72.0, gt=0)
 
     @field_validator("setup", mode="before")
     @classmethod
