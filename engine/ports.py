@@ -40,6 +40,14 @@ class DeliveryHandler(Protocol):
 
 
 @runtime_checkable
+class ApprovalWatcher(Protocol):
+    """Finds approvals no event announces (GitHub sends no webhook for a 👍); asked by the reconciler."""
+
+    async def approver(self, view: JobView) -> str | None:
+        """Who approved the plan the job waits on (someone allowed to trigger jobs), or None yet."""
+
+
+@runtime_checkable
 class Reporter(Protocol):
     """Makes a job visible somewhere (a check run, a Slack thread). One per origin per job."""
 

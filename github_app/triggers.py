@@ -15,11 +15,13 @@ import redis.asyncio as aioredis
 from githubkit.exception import RequestFailed
 
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
+from engine.pipeline.waiting import answer_question, approve_plan
 from engine.ports import JobQueue
 from engine.settings import Settings
 from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
-from engine.store.models import JobKind
+from engine.store.models import Job, JobKind
+from engine.store.waits import waiting_info, waiting_on
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
 from github_app.payloads import CheckRunEvent, Event, Issue, IssueCommentEvent, IssuesEvent, ReviewEvent
@@ -30,11 +32,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BRANCH_PREFIX = "autodev/"
+# The verbs `@slug <verb>` means; any other mention on an issue whose job asked a question is an answer.
+NOT_ADDRESSED = "not addressed to autodev"
+VERBS = frozenset({"implement", "revise", "cancel", "retry", "help", "go"})
 HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
     "- on a pull request autodev opened: `@{slug} revise <instructions>` adds commits to it, "
     "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again;\n"
+    "- when a job asks a question, any comment on the issue answers it; when its plan waits for approval, "
+    "`@{slug} go [changes to the plan]` (or a 👍 on the plan's comment) starts the coding;\n"
     "- `@{slug} help` shows this list."
 )
 
@@ -55,7 +62,7 @@ def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> s
     if isinstance(event, IssueCommentEvent):
         if event.action != "created":
             return f"issue_comment.{event.action}"
-        return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
+        return None if find_command(event.comment.body or "", slug) else NOT_ADDRESSED
     if isinstance(event, ReviewEvent):
         if event.action != "submitted" or event.review.state.lower() != "changes_requested":
             return "not a change request"
@@ -108,14 +115,20 @@ class Triggers:
     async def issue_comment(self, event: IssueCommentEvent, delivery: str) -> Outcome:
         slug = await self.github("reading the App's name", self.api.slug())
         command = find_command(event.comment.body or "", slug)
+        number = event.issue.number
+        if command is None or command.verb not in VERBS:
+            waiting = await waiting_on(self.store, self.repo(event), number)
+            if waiting is not None and (waiting_info(waiting.origin) or {}).get("kind") == "question":
+                return await self.answer(event, waiting)
         if command is None:
             return Outcome("not addressed to autodev")
-        number = event.issue.number
         if not await self.authorized(event, reply_on=number, command=command, slug=slug):
             return Outcome(f"refused {command.verb}: the sender may not use autodev")
         if command.verb == "help":
             await self.reply(event, number, self.help_text(slug))
             return Outcome("replied: help")
+        if command.verb == "go":
+            return await self.go(event, number, command.rest)
         origin = {"reaction": ["comment", event.comment.id], "comment_id": event.comment.id}
         if event.issue.pull_request is None:
             if command.verb == "implement":
@@ -217,6 +230,29 @@ class Triggers:
         return [f"{row.get('path', '')}:{row.get('line') or ''}\n{row.get('body', '')}" for row in rows or []]
 
     # -- actions on existing jobs -----------------------------------------------------------------
+
+    async def answer(self, event: IssueCommentEvent, job: Job) -> Outcome:
+        """A comment on an issue whose job asked a question: a writer's answers it, anyone else's is a
+        comment like any other (no reply: people talk on issues)."""
+        if not await self.authorized(event, reply_on=None):
+            return Outcome("a comment by someone who may not answer autodev's question", job.id)
+        by = f"@{self.sender(event)}"
+        if await answer_question(
+            self.store, self.queue, job.id, text=event.comment.body or "", by=by, via="github"
+        ):
+            return Outcome("answered the job's question", job.id)
+        return Outcome("the job no longer waits for an answer", job.id)
+
+    async def go(self, event: IssueCommentEvent, number: int, amendment: str) -> Outcome:
+        """`@slug go [changes]`: approve the plan of the job waiting on this issue or pull request."""
+        job = await waiting_on(self.store, self.repo(event), number)
+        if job is None or (waiting_info(job.origin) or {}).get("kind") != "approval":
+            await self.reply(event, number, "No autodev plan here is waiting for approval.")
+            return Outcome("go: no plan waits for approval")
+        by = f"@{self.sender(event)}"
+        if await approve_plan(self.store, self.queue, job.id, by=by, via="comment", amendment=amendment):
+            return Outcome("plan approved", job.id)
+        return Outcome("go: the plan no longer waits for approval", job.id)
 
     async def job_action(self, event: Event, verb: str, job_id: str | None, number: int | None) -> Outcome:
         if job_id is None:

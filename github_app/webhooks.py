@@ -26,12 +26,13 @@ from engine.settings import Settings
 from engine.store.deliveries import NewDelivery
 from engine.store.intake import Intake
 from engine.store.jobs import JobStore
+from engine.store.waits import waits_on
 from github_app import manifest
 from github_app.client import GitHubApi
 from github_app.installations import record_installation, record_repositories
 from github_app.payloads import EVENT_MODELS, InstallationEvent, InstallationReposEvent, IssueCommentEvent
 from github_app.tally import DeliveryTally
-from github_app.triggers import worth_storing
+from github_app.triggers import NOT_ADDRESSED, worth_storing
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,16 @@ def webhook_router(
             return answer(202, ignored="sent by a bot")
         slug = api.known_slug() if isinstance(event, IssueCommentEvent) else None  # only comments name it
         if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:
-            return answer(202, ignored=reason)
+            if reason != NOT_ADDRESSED or not isinstance(event, IssueCommentEvent):
+                return answer(202, ignored=reason)
+            # A plain comment may answer the question of a job waiting on its issue: one indexed lookup.
+            try:
+                waiting = await waits_on(store, event.repository.full_name, event.issue.number)
+            except DATABASE_ERRORS:
+                log.exception("database unavailable while looking for a waiting job")
+                return answer(503, error="database unavailable, please redeliver")
+            if not waiting:
+                return answer(202, ignored=reason)
         delivery = request.headers.get("x-github-delivery", "")
         if not delivery or len(delivery) > MAX_DELIVERY_ID or not delivery.isprintable():
             return answer(400, error="missing or malformed X-GitHub-Delivery")

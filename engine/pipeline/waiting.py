@@ -15,7 +15,7 @@ from typing import Any
 from engine import events
 from engine.errors import IllegalTransition, JobWaits
 from engine.pipeline.jobrun import EngineDeps, JobRun
-from engine.ports import JobQueue
+from engine.ports import ApprovalWatcher, JobQueue
 from engine.states import JobState
 from engine.store.jobs import JobStore
 from engine.store.models import Job, utcnow
@@ -134,3 +134,22 @@ async def expire_waits(deps: EngineDeps, now: datetime | None = None) -> int:
         await JobRun(job.id, deps, deps.reporters_for(view)).publish(event)
         expired += 1
     return expired
+
+
+async def poll_approvals(deps: EngineDeps, watcher: ApprovalWatcher | None) -> int:
+    """Approve the plans a watcher finds approved (a writer's 👍 on GitHub); how many."""
+    if watcher is None:
+        return 0
+    approved = 0
+    for job in await waiting_jobs(deps.store):
+        if (waiting_info(job.origin) or {}).get("kind") != "approval":
+            continue
+        view = await deps.store.view(job.id, with_events=False)
+        try:
+            who = await watcher.approver(view)
+        except Exception as exc:  # GitHub down: the next round asks again
+            log.warning("could not read the plan's approvals: %s", exc, extra={"job_id": job.id})
+            continue
+        if who and await approve_plan(deps.store, deps.queue, job.id, by=who, via="reaction"):
+            approved += 1
+    return approved

@@ -137,3 +137,19 @@ async def waiting_on(store: JobStore, repo: str, number: int) -> Job | None:
             )
         ).all()
     return rows[0] if rows else None
+
+
+async def waits_on(store: JobStore, repo: str, number: int) -> bool:
+    """Whether a job waits on issue or pull request `number` of `repo`: the webhook's one lookup for a
+    comment that names no command (the `state` index narrows it to the few waiting jobs)."""
+    async with store.sessions() as session:
+        found = await session.scalar(
+            select(Job.id)
+            .where(
+                Job.state == JobState.WAITING.value,
+                Job.repo == repo,
+                or_(Job.issue_number == number, Job.pr_number == number),
+            )
+            .limit(1)
+        )
+    return found is not None

@@ -1,0 +1,46 @@
+"""👍 on a plan's comment approves it: GitHub sends no webhook for reactions, so the reconciler asks."""
+
+from __future__ import annotations
+
+import logging
+
+from engine.store.waits import waiting_info
+from engine.views import JobView
+from github_app.client import GitHubApi
+from github_app.permissions import Permissions
+
+log = logging.getLogger(__name__)
+
+
+class ReactionApprovals:
+    """`engine.ports.ApprovalWatcher` for GitHub: the first writer who reacted 👍 to the plan's comment."""
+
+    def __init__(self, api: GitHubApi, permissions: Permissions) -> None:
+        self.api = api
+        self.permissions = permissions
+
+    async def approver(self, view: JobView) -> str | None:
+        info = waiting_info(view.origin)
+        mine = view.reporter_state.get("github") or {}
+        comment_id = mine.get("wait_comment_id")
+        if (
+            info is None
+            or info["kind"] != "approval"
+            or mine.get("wait_comment_for") != info["id"]  # the plan's comment is not posted yet
+            or comment_id is None
+            or view.installation_id is None
+        ):
+            return None
+        path = f"/repos/{view.repo}/issues/comments/{comment_id}/reactions"
+        rows = await self.api.request(
+            view.installation_id, "GET", path, params={"content": "+1", "per_page": 100}
+        )
+        for row in rows or []:
+            user = row.get("user") or {}
+            login = user.get("login")
+            if not login or user.get("type") == "Bot":
+                continue
+            if await self.permissions.is_writer(view.repo, str(login), view.installation_id):
+                return f"@{login}"
+            log.info("a 👍 from %s, who may not approve, ignored", login, extra={"job_id": view.id})
+        return None
