@@ -62,6 +62,8 @@ class GitHubApp:
             log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
         self.triggers = triggers
         self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
+        if triggers is not None:
+            triggers.reporter = self.reporter
         # Deliveries by event and answer, for /metrics (autodev_webhook_requests_total).
         self.webhook_counts = DeliveryTally(store.sessions)
         self.router = APIRouter()

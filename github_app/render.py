@@ -50,6 +50,8 @@ def status_line(view: JobView) -> str:
         return f"Running — {view.phase or 'starting'}"
     if view.state is JobState.FAILED:
         return f"Failed: {view.failure_reason or 'unknown reason'}"
+    if view.state is JobState.CANCELLED and view.failure_reason:
+        return f"Cancelled: {view.failure_reason}"
     return view.state.value.capitalize()
 
 

@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from githubkit.exception import RequestFailed
 
+from engine import events
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
 from engine.pipeline.waiting import answer_question, approve_plan
-from engine.ports import JobQueue
+from engine.ports import JobQueue, Reporter
 from engine.settings import Settings
 from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
-from engine.store.models import Job, JobKind
+from engine.store.models import Job, JobKind, JobState
 from engine.store.waits import waiting_info, waiting_on
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
@@ -93,6 +94,8 @@ class Triggers:
         self.replies = Replies(api, redis)
         # Concurrent deliveries handled by the worker share their job inserts and queue round trips.
         self.intake = Intake.for_jobs(store, queue)
+        # Set by GitHubApp: shows a job that ends here, without a worker (cancelled while waiting).
+        self.reporter: Reporter | None = None
 
     async def dispatch(self, event: Event, delivery: str) -> Outcome:
         if isinstance(event, IssuesEvent):
@@ -262,7 +265,9 @@ class Triggers:
         by = f"github:{self.sender(event)}"
         try:
             if verb == "cancel":
-                await cancel_job(self.store, self.queue, job_id, by=by)
+                job = await cancel_job(self.store, self.queue, job_id, by=by)
+                if JobState(job.state).terminal:  # it ended at once (queued or waiting): no worker shows it
+                    await self.show_end(job_id)
                 return Outcome("cancel requested", job_id)
             if verb == "retry":
                 job, _ = await retry_job(self.store, self.queue, job_id, by=by)
@@ -272,6 +277,18 @@ class Triggers:
                 await self.reply(event, number, f"Could not {verb}: {exc}")
             return Outcome(f"{verb} refused: {exc}")
         return Outcome(f"unknown action {verb}")
+
+    async def show_end(self, job_id: str) -> None:
+        """Render a job that ended without a worker (cancelled while queued or waiting) on GitHub."""
+        if self.reporter is None:
+            return
+        view = await self.store.view(job_id)
+        ending = next((e for e in reversed(view.events) if e.type == events.STATE), None)
+        if ending is not None:
+            try:
+                await self.reporter.on_event(view, ending)
+            except Exception:  # cosmetic: the job page shows the end either way
+                log.warning("could not show the cancelled job on GitHub", exc_info=True)
 
     async def latest_job(self, event: Event, *, branch: str = "", issue: int = 0) -> str | None:
         """The newest job on this PR's branch or for this issue (a retry is newer than what it retried)."""

@@ -122,10 +122,7 @@ async def expire_waits(deps: EngineDeps, now: datetime | None = None) -> int:
         if info is None or datetime.fromisoformat(info["deadline"]) > now:
             continue
         what = "the question" if info["kind"] == "question" else "the plan's approval"
-        hours = (
-            datetime.fromisoformat(info["deadline"]) - datetime.fromisoformat(info["since"])
-        ).total_seconds()
-        reason = f"no answer to {what} within {hours / 3600:g} hours; start the job again to continue"
+        reason = f"no answer to {what} within {info['hours']:g} hours; start the job again to continue"
         try:
             event = await deps.store.transition(job.id, JobState.CANCELLED, reason=reason)
         except IllegalTransition:

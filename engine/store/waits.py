@@ -1,8 +1,8 @@
 """A job that waits for a person: entering `waiting` and leaving it, each in one transaction.
 
-What the job waits for lives in `origin["waiting"]`: {kind: question | approval, id, text, since, deadline}.
-Leaving checks, under the job row's lock, that the job still waits for that kind of answer, so two answers
-(or a redelivered one) resume it once. Lookups here read the `state` index only: few jobs wait at once.
+What the job waits for lives in `origin["waiting"]`: {kind: question | approval, id, text, since,
+deadline, hours}. Leaving checks, under the job row's lock, that the job still waits for that kind of
+answer, so two answers (or a redelivered one) resume it once. Lookups here read the `state` index only: few jobs wait at once.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ async def start_waiting(
             "text": text,
             "since": now.isoformat(),
             "deadline": deadline.isoformat(),
+            "hours": timeout_hours,
         }
         origin["waiting_seen"] = wait_id
         if kind == "question":
