@@ -2,7 +2,8 @@
 
 What the job waits for lives in `origin["waiting"]`: {kind: question | approval, id, text, since,
 deadline, hours}. Leaving checks, under the job row's lock, that the job still waits for that kind of
-answer, so two answers (or a redelivered one) resume it once. Lookups here read the `state` index only: few jobs wait at once.
+answer, so two answers (or a redelivered one) resume it once. Lookups here read the `state` index
+only: few jobs wait at once.
 """
 
 from __future__ import annotations
