@@ -145,6 +145,29 @@ async def test_a_question_frees_the_worker_and_only_a_writers_answer_resumes_the
     assert llm.remaining == 0
 
 
+async def test_restarting_redis_and_the_worker_while_a_job_waits_loses_nothing(
+    services: Services, tmp_path: Path
+) -> None:
+    _, runtime, http, _, llm = services
+    llm.reply_json({"question": QUESTION})
+    job_id = await start(services, tmp_path)
+    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+
+    await runtime.queue.redis.flushdb()  # Redis restarted without its data
+    counts = await reconcile(ctx)
+    assert counts["enqueued"] == 0, "a waiting job is not put back on the queue"
+    await work_off_the_queue(runtime)  # a new worker finds nothing to run
+    assert (await runtime.store.get(job_id)).state == JobState.WAITING
+    assert len(llm.requests) == 1
+
+    llm.reply_json(PLAN)
+    llm.reply_tool_calls(EDIT)
+    llm.reply_text("Fixed.")
+    await deliver(http, "issue_comment", comment("alice", "Hello, please."))
+    await work_off_the_queue(runtime)
+    assert (await runtime.store.get(job_id)).state == JobState.SUCCEEDED
+
+
 async def test_a_job_asks_at_most_twice_then_must_plan(services: Services, tmp_path: Path) -> None:
     _settings, runtime, http, _github, llm = services
     llm.reply_json({"question": "First?"})
