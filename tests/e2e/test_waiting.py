@@ -96,6 +96,8 @@ async def test_a_question_frees_the_worker_and_only_a_writers_answer_resumes_the
     assert "Waiting for an answer" in sticky["body"]
     assert await runtime.queue.status(job_id) is JobStatus.complete, "the worker's function returned"
     assert [e.data for e in view.events if e.type == events.QUESTION] == [{"text": QUESTION, "asked": 1}]
+    page = (await http.get(f"/jobs/{job_id}", params={"t": view.access_token})).text
+    assert 'data-waiting="question"' in page and "Should the README say Hello or Hi?" in page
 
     # The worker is free: another issue's job runs to its end while this one waits.
     other = labeled(settings)
@@ -134,6 +136,8 @@ async def test_a_question_frees_the_worker_and_only_a_writers_answer_resumes_the
     assert [e.data for e in view.events if e.type == events.ANSWERED] == [
         {"text": "Hello, please.", "by": "@alice", "via": "github"}
     ]
+    page = (await http.get(f"/jobs/{job_id}", params={"t": view.access_token})).text
+    assert "@alice answered (github)" in page and "Hello, please." in page and 'id="waiting"' not in page
     states = [e.data["state"] for e in view.events if e.type == events.STATE]
     assert states == ["running", "waiting", "queued", "running", "succeeded"]
 
@@ -277,6 +281,8 @@ async def test_a_plan_awaiting_approval_codes_nothing_until_go_and_the_amendment
         {"by": "@alice", "via": "comment", "amendment": "and keep the trailing newline"}
     ]
     assert view.branch in branches(remote)
+    page = (await http.get(f"/jobs/{job_id}", params={"t": view.access_token})).text
+    assert "@alice approved the plan (comment)" in page and "keep the trailing newline" in page
     assert llm.remaining == 0
 
 
@@ -313,6 +319,7 @@ async def test_a_plan_awaiting_approval_can_be_cancelled_and_go_then_finds_nothi
     job_id = await start(services, tmp_path, config="plan_approval: true\n")
 
     await deliver(http, "issue_comment", comment("alice", f"@{SLUG} cancel"))
+    await work_off_the_queue(runtime)
     await deliver(http, "issue_comment", comment("alice", f"@{SLUG} go"))
     await work_off_the_queue(runtime)
 
