@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime, timedelta
 
+from engine.store.models import utcnow
 from engine.store.waits import waiting_info
 from engine.views import JobView
 from github_app.client import GitHubApi
 from github_app.permissions import Permissions
 
 log = logging.getLogger(__name__)
+
+# How often a plan's reactions are read, by how long it has waited: each reconciler round (15 s) at first,
+# then less often, so a plan left for days costs a few hundred requests of the installation's 5,000 an hour.
+POLL_EVERY = ((timedelta(minutes=10), 0.0), (timedelta(hours=1), 60.0), (timedelta.max, 300.0))
 
 
 class ReactionApprovals:
@@ -18,6 +25,7 @@ class ReactionApprovals:
     def __init__(self, api: GitHubApi, permissions: Permissions) -> None:
         self.api = api
         self.permissions = permissions
+        self._next_poll: dict[tuple[str, int], float] = {}  # (job, wait) → monotonic time of the next read
 
     async def approver(self, view: JobView) -> str | None:
         info = waiting_info(view.origin)
@@ -30,6 +38,8 @@ class ReactionApprovals:
             or comment_id is None
             or view.installation_id is None
         ):
+            return None
+        if not self._due((view.id, int(info["id"])), datetime.fromisoformat(str(info["since"]))):
             return None
         path = f"/repos/{view.repo}/issues/comments/{comment_id}/reactions"
         rows = await self.api.request(
@@ -44,3 +54,14 @@ class ReactionApprovals:
                 return f"@{login}"
             log.info("a 👍 from %s, who may not approve, ignored", login, extra={"job_id": view.id})
         return None
+
+    def _due(self, key: tuple[str, int], since: datetime) -> bool:
+        now = time.monotonic()
+        if self._next_poll.get(key, 0.0) > now:
+            return False
+        waited = utcnow() - since
+        interval = next(every for age, every in POLL_EVERY if waited < age)
+        if len(self._next_poll) > 10_000:
+            self._next_poll.clear()  # plans long gone; a cleared entry only costs one early read
+        self._next_poll[key] = now + interval
+        return True

@@ -326,3 +326,24 @@ async def test_a_plan_awaiting_approval_can_be_cancelled_and_go_then_finds_nothi
     assert (await runtime.store.get(job_id)).state == JobState.CANCELLED
     assert asked_on(github.repos[REPO], "No autodev plan here is waiting for approval.")
     assert len(llm.requests) == 1 and branches(tmp_path / "hello.git") == ["main"]
+
+
+async def test_the_reactions_of_a_plan_waiting_for_an_hour_are_read_less_often(
+    services: Services, tmp_path: Path
+) -> None:
+    _, runtime, _, github, llm = services
+    llm.reply_json(PLAN)
+    job_id = await start(services, tmp_path, config="plan_approval: true\n")
+    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue, "approvals": runtime.github.approvals}
+    job = await runtime.store.get(job_id)
+    since = (utcnow() - timedelta(hours=2)).isoformat()
+    await runtime.store.update(
+        job_id, origin={**job.origin, "waiting": {**job.origin["waiting"], "since": since}}
+    )
+    reads = r"/repos/.*/issues/comments/\d+/reactions"
+
+    await reconcile(ctx)
+    await reconcile(ctx)
+
+    assert len(github.calls_to("GET", reads)) == 1, "every five minutes once a plan has waited an hour"
+    assert (await runtime.store.get(job_id)).state == JobState.WAITING
