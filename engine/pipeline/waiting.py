@@ -27,10 +27,18 @@ FIRST_EVENT = {"question": events.QUESTION, "approval": events.AWAITING_APPROVAL
 MAX_ANSWER_CHARS = 8000
 
 
+# Jobs started where nobody can answer (`autodev run` on a local repository) never ask and never wait.
+UNATTENDED_TRIGGERS = frozenset({"cli"})
+
+
+def may_wait(job: Job) -> bool:
+    return job.trigger not in UNATTENDED_TRIGGERS
+
+
 def needs_approval(job: Job, plan_approval: bool) -> bool:
     """Whether the job's plan waits for approval: the repository asks for it or the request did."""
     origin = job.origin or {}
-    return bool(plan_approval or origin.get("approve")) and not origin.get("approved")
+    return may_wait(job) and bool(plan_approval or origin.get("approve")) and not origin.get("approved")
 
 
 async def wait_for(run: JobRun, waits: JobWaits) -> JobState:

@@ -22,7 +22,7 @@ from engine.pipeline.environment import JobEnvironment
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
 from engine.pipeline.step import JobContext, build_context, run_step, task_text
-from engine.pipeline.waiting import needs_approval
+from engine.pipeline.waiting import may_wait, needs_approval
 from engine.ports import GitRemote
 from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from engine.store.models import Job, JobKind, StepState
@@ -165,7 +165,7 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
         _approved_or_wait(jc, plan)
         return plan, False
     await jc.run.set_phase("planning", unless_cancelled=True)
-    may_ask = config.questions and questions_asked(job.origin) < MAX_QUESTIONS
+    may_ask = config.questions and may_wait(job) and questions_asked(job.origin) < MAX_QUESTIONS
     with tracing.span("autodev.plan", {"autodev.job_id": job.id}) as span:
         context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
         try:
