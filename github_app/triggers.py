@@ -243,8 +243,17 @@ class Triggers:
         if await answer_question(
             self.store, self.queue, job.id, text=event.comment.body or "", by=by, via="github"
         ):
+            await self.acknowledge(event)
             return Outcome("answered the job's question", job.id)
         return Outcome("the job no longer waits for an answer", job.id)
+
+    async def acknowledge(self, event: IssueCommentEvent) -> None:
+        """👀 on the comment that was taken as the answer, so its author sees it was (cosmetic)."""
+        path = f"/repos/{self.repo(event)}/issues/comments/{event.comment.id}/reactions"
+        try:
+            await self.request(event, "POST", path, json={"content": "eyes"})
+        except (RequestFailed, GitHubUnavailable) as exc:
+            log.warning("could not react to the answer: %s", exc)
 
     async def go(self, event: IssueCommentEvent, number: int, amendment: str) -> Outcome:
         """`@slug go [changes]`: approve the plan of the job waiting on this issue or pull request."""

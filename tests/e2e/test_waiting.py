@@ -136,6 +136,9 @@ async def test_a_question_frees_the_worker_and_only_a_writers_answer_resumes_the
     assert [e.data for e in view.events if e.type == events.ANSWERED] == [
         {"text": "Hello, please.", "by": "@alice", "via": "github"}
     ]
+    answer_id = comment("alice", "")["comment"]["id"]
+    acknowledged = [r for r in repo.reactions if r["path"].endswith(f"/comments/{answer_id}/reactions")]
+    assert [r["content"] for r in acknowledged] == ["eyes"], "👀 on the answer taken (once: not the reader's)"
     page = (await http.get(f"/jobs/{job_id}", params={"t": view.access_token})).text
     assert "@alice answered (github)" in page and "Hello, please." in page and 'id="waiting"' not in page
     states = [e.data["state"] for e in view.events if e.type == events.STATE]
