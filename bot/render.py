@@ -82,7 +82,8 @@ def _phase(view: JobView) -> str:
 def parent_message(view: JobView, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and blocks of the job's parent message."""
     issue = f" · issue #{view.issue_number}" if view.issue_number else ""
-    header = f"*{escape(view.title)}*\n`{view.repo}`{issue} · asked by {who_asked(view)}"
+    round_ = f" · {escape(view.round)}" if view.round else ""
+    header = f"*{escape(view.title)}*\n`{view.repo}`{issue}{round_} · asked by {who_asked(view)}"
     status = f"{status_line(view)} · job `{short_id(view.id)}`"
     buttons: list[dict[str, Any]] = []
     if not view.terminal and not view.cancel_requested:

@@ -37,6 +37,10 @@ Each event is a row (seq, type, data). Types and their data:
 - awaiting_approval {summary, steps}                      the plan waits for a writer's approval
 - answered       {text, by, via}                          the answer that resumed the job (via: github, slack)
 - approved       {by, via, amendment?}                    the plan's approval (via: comment, reaction, slack)
+- review_comment {n, addressed, reply}                    the coder's word on numbered review comment n
+- review_reply   {n, comment_id, addressed}               autodev answered that comment's thread on GitHub
+- review_resolved {n, comment_id, thread_id}              and resolved the thread (addressed comments only)
+- review_reply_failed {action, comment_id, tries, error}  a reply or resolve kept failing; the job goes on
 """
 
 from __future__ import annotations
@@ -67,5 +71,9 @@ QUESTION = "question"
 AWAITING_APPROVAL = "awaiting_approval"
 ANSWERED = "answered"
 APPROVED = "approved"
+REVIEW_COMMENT = "review_comment"
+REVIEW_REPLY = "review_reply"
+REVIEW_RESOLVED = "review_resolved"
+REVIEW_REPLY_FAILED = "review_reply_failed"
 
 PHASES = ("preparing", "planning", "coding", "testing", "publishing")

@@ -86,7 +86,11 @@ class CodeHost(Protocol):
 
     Optional, read with getattr: `supports_pull_requests: bool` (default True) and
     `async issue_text(repo, number) -> str` (an issue's title, body and comments, for jobs that name an
-    issue without carrying its text, such as `/orchestrate owner/repo#123`).
+    issue without carrying its text, such as `/orchestrate owner/repo#123`),
+    `async reply_to_review_comment(repo, pr_number, comment_id, body) -> None` (a reply in the thread of an
+    inline review comment), `async resolve_review_thread(repo, thread_id) -> None` and
+    `async answered_review_comments(repo, pr_number, marker) -> set[int]` (the comments a reply carrying
+    `marker` answers), for review jobs.
     """
 
     async def remote(self, repo: str) -> GitRemote: ...

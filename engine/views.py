@@ -116,6 +116,13 @@ class JobView:
         return sum(1 for s in self.steps if s.state == "done")
 
     @property
+    def round(self) -> str | None:
+        """Which round of a PR's follow-through this job is, as its trigger named it (origin["round"]):
+        "review by @alice: 3 comments", "CI fix 1 of 2"; None for a job that is not one."""
+        value = self.origin.get("round")
+        return str(value)[:200] if value else None
+
+    @property
     def sandbox_notice(self) -> str | None:
         """What a user must know about where the repository's commands ran, or None when nothing is."""
         sandbox = self.sandbox

@@ -11,6 +11,7 @@ from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestFailed
 from engine.errors import PermanentFailure, TransientFailure
 from engine.ports import GitRemote, PullRequest
 from github_app.client import GitHubApi, GitHubUnavailable
+from github_app.threads import RESOLVE
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +175,31 @@ class GitHubCodeHost:
                 ) from exc
             data = await self._call(what, repo, "GET", path)
         return to_pull_request(data)
+
+    async def reply_to_review_comment(self, repo: str, pr_number: int, comment_id: int, body: str) -> None:
+        path = f"/repos/{repo}/pulls/{pr_number}/comments/{comment_id}/replies"
+        await self._call(f"replying to review comment {comment_id}", repo, "POST", path, json={"body": body})
+
+    async def answered_review_comments(self, repo: str, pr_number: int, marker: str) -> set[int]:
+        """The review comments on the PR that a reply carrying `marker` answers (newest 300 comments)."""
+        answered: set[int] = set()
+        path = f"/repos/{repo}/pulls/{pr_number}/comments"
+        for page in range(1, 4):
+            params = {"per_page": 100, "page": page, "sort": "created", "direction": "desc"}
+            rows = await self._call(
+                "reading the pull request's review comments", repo, "GET", path, params=params
+            )
+            for row in rows or []:
+                if marker in str(row.get("body") or "") and row.get("in_reply_to_id"):
+                    answered.add(int(row["in_reply_to_id"]))
+            if len(rows or []) < 100:
+                break
+        return answered
+
+    async def resolve_review_thread(self, repo: str, thread_id: str) -> None:
+        try:
+            await self.api.graphql(self.installation_id, RESOLVE, {"threadId": thread_id})
+        except (RequestFailed, GitHubUnavailable) as exc:
+            raise job_failure(exc, "resolving a review thread", repo) from exc
+        except GraphQLFailed as exc:
+            raise PermanentFailure(f"GitHub refused resolving review thread {thread_id}: {exc!r}") from exc

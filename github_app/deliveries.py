@@ -16,7 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine import logctx
 from engine.errors import TransientFailure
 from engine.store.deliveries import DONE, FAILED, PENDING, Deliveries
-from github_app.payloads import EVENT_MODELS, Event, IssueCommentEvent, IssuesEvent, ReviewEvent
+from github_app.payloads import (
+    EVENT_MODELS,
+    Event,
+    IssueCommentEvent,
+    IssuesEvent,
+    ReviewCommentEvent,
+    ReviewEvent,
+)
 from github_app.replies import GitHubFailed
 from github_app.triggers import Triggers
 
@@ -95,4 +102,6 @@ def where_to_answer(event: Event, label: str) -> tuple[int | None, str]:
         return event.issue.number, "post the command again"
     if isinstance(event, ReviewEvent):
         return event.pull_request.number, "submit the review again"
+    if isinstance(event, ReviewCommentEvent):
+        return event.pull_request.number, "mention the App in a new comment"
     return None, ""  # check runs: the job's page and check run stay as they were

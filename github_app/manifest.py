@@ -32,7 +32,9 @@ PERMISSION_USES = {
 EVENT_USES = {
     "issues": "an issue labeled with the trigger label starts a job",
     "issue_comment": "@-mentions in comments: implement, revise, cancel, retry, help",
-    "pull_request_review": "“Request changes” on a pull request autodev opened revises it",
+    "pull_request_review": "a review with inline comments (or “Request changes”) on a pull request autodev "
+    "opened revises it, then answers and resolves each comment's thread",
+    "pull_request_review_comment": "an inline comment mentioning the App on such a pull request, on its own",
     "check_run": "Cancel and Re-run on autodev's check runs",
     "check_suite": "CI results on autodev's pull requests (counted; acted on by a later release)",
     "workflow_run": "Actions results on autodev's pull requests (counted; acted on by a later release)",

@@ -72,6 +72,20 @@ class Review(_Lenient):
     user: User
 
 
+class ReviewComment(_Lenient):
+    """An inline comment on a pull request's diff (pull_request_review_comment)."""
+
+    id: int
+    body: str | None = None
+    user: User
+    pull_request_review_id: int | None = None
+    path: str = ""
+    line: int | None = None
+    start_line: int | None = None
+    diff_hunk: str = ""
+    in_reply_to_id: int | None = None
+
+
 class CheckRun(_Lenient):
     id: int
     name: str = ""
@@ -117,6 +131,11 @@ class ReviewEvent(Event):
     pull_request: PullRequest
 
 
+class ReviewCommentEvent(Event):
+    comment: ReviewComment
+    pull_request: PullRequest
+
+
 class CheckRunEvent(Event):
     check_run: CheckRun
     requested_action: RequestedAction | None = None
@@ -137,6 +156,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
     "issues": IssuesEvent,
     "issue_comment": IssueCommentEvent,
     "pull_request_review": ReviewEvent,
+    "pull_request_review_comment": ReviewCommentEvent,
     "check_run": CheckRunEvent,
     "installation": InstallationEvent,
     "installation_repositories": InstallationReposEvent,

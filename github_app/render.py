@@ -57,12 +57,14 @@ def status_line(view: JobView) -> str:
 
 def check_title(view: JobView) -> str:
     done = f"{view.steps_done}/{len(view.steps)} steps" if view.steps else "planning"
-    return f"{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
+    round_ = f"{view.round} · " if view.round else ""
+    return f"{round_}{status_line(view)} · {done} · {usd(view.cost_usd)}"[:200]
 
 
 def check_summary(view: JobView, public_url: str) -> str:
     return "\n\n".join(
         [
+            *([f"Round: {view.round}"] if view.round else []),
             f"**{status_line(view)}**",
             *([f"⚠️ {view.sandbox_notice}"] if view.sandbox_notice else []),
             checklist(view),
@@ -84,7 +86,8 @@ def next_steps(view: JobView, slug: str) -> str:
 
 
 def comment_body(view: JobView, public_url: str, slug: str) -> str:
-    parts = [COMMENT_MARKER, f"### autodev · {status_line(view)}", checklist(view)]
+    round_ = f"{view.round} · " if view.round else ""
+    parts = [COMMENT_MARKER, f"### autodev · {round_}{status_line(view)}", checklist(view)]
     if view.state is JobState.WAITING and (info := waiting_info(view.origin)) is not None:
         if info["kind"] == "question":
             parts.append(f"❓ {quote(str(info['text']))}\n\nAnswer in a comment on this issue.")

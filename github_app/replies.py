@@ -11,7 +11,7 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from githubkit.exception import RateLimitExceeded, RequestFailed
+from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestFailed
 
 from github_app.client import GitHubApi, GitHubUnavailable
 
@@ -23,13 +23,17 @@ ONCE_PER_SECONDS = 3600
 class GitHubFailed(Exception):
     """A GitHub call failed while the worker was `doing` something; `transient` when a later try may work."""
 
-    def __init__(self, doing: str, cause: RequestFailed | GitHubUnavailable) -> None:
+    def __init__(self, doing: str, cause: RequestFailed | GitHubUnavailable | GraphQLFailed) -> None:
         self.doing = doing
         self.cause = cause
         status = cause.response.status_code if isinstance(cause, RequestFailed) else None
         self.status = status
-        # Unreachable, 5xx and rate limits pass; a 4xx (no access, not found) will say the same next time.
-        self.transient = status is None or status >= 500 or isinstance(cause, RateLimitExceeded)
+        # Unreachable, 5xx and rate limits pass; a 4xx (no access, not found) or a GraphQL error (no such
+        # node) will say the same next time.
+        unreachable = isinstance(cause, GitHubUnavailable)
+        self.transient = (
+            unreachable or (status is not None and status >= 500) or isinstance(cause, RateLimitExceeded)
+        )
         what = f"HTTP {status}" if status is not None else "no answer"
         super().__init__(f"GitHub failed while {doing} ({what})")
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from githubkit.exception import RequestFailed
+from githubkit.exception import GraphQLFailed, RequestFailed
 
 from engine import events
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
+from engine.pipeline.review import review_origin, review_task
 from engine.pipeline.waiting import answer_question, approve_plan
 from engine.ports import JobQueue, Reporter
 from engine.settings import Settings
@@ -25,22 +26,33 @@ from engine.store.models import Job, JobKind, JobState
 from engine.store.waits import waiting_info, waiting_on
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
-from github_app.payloads import CheckRunEvent, Event, Issue, IssueCommentEvent, IssuesEvent, ReviewEvent
+from github_app.payloads import (
+    CheckRunEvent,
+    Event,
+    Issue,
+    IssueCommentEvent,
+    IssuesEvent,
+    ReviewCommentEvent,
+    ReviewEvent,
+)
 from github_app.permissions import WRITERS, Permissions
 from github_app.replies import GitHubFailed, Replies
+from github_app.threads import review_comments
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BRANCH_PREFIX = "autodev/"
-# The verbs `@slug <verb>` means; any other mention on an issue whose job asked a question is an answer.
+MAX_REVIEW_COMMENTS = 30
 NOT_ADDRESSED = "not addressed to autodev"
+# The verbs `@slug <verb>` means; any other mention on an issue whose job asked a question is an answer.
 VERBS = frozenset({"implement", "revise", "cancel", "retry", "help", "go"})
 HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
     "- on a pull request autodev opened: `@{slug} revise <instructions>` adds commits to it, "
-    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again;\n"
+    "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again; a review with "
+    "inline comments (or one inline comment mentioning `@{slug}`) is answered in one job, thread by thread;\n"
     "- when a job asks a question, any comment on the issue answers it; when its plan waits for approval, "
     "`@{slug} go [changes to the plan]` (or a 👍 on the plan's comment) starts the coding;\n"
     "- `@{slug} help` shows this list."
@@ -65,9 +77,16 @@ def worth_storing(name: str, event: Event, *, label: str, slug: str | None) -> s
             return f"issue_comment.{event.action}"
         return None if find_command(event.comment.body or "", slug) else NOT_ADDRESSED
     if isinstance(event, ReviewEvent):
-        if event.action != "submitted" or event.review.state.lower() != "changes_requested":
-            return "not a change request"
+        # Whether it has inline comments takes a GitHub call: the worker reads them.
+        if event.action != "submitted":
+            return f"pull_request_review.{event.action}"
         return None if event.pull_request.head.ref.startswith(BRANCH_PREFIX) else "not autodev's pull request"
+    if isinstance(event, ReviewCommentEvent):
+        if event.action != "created":
+            return f"pull_request_review_comment.{event.action}"
+        if not event.pull_request.head.ref.startswith(BRANCH_PREFIX):
+            return "not autodev's pull request"
+        return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
     if isinstance(event, CheckRunEvent):
         if event.check_run.name != "autodev" or not event.check_run.external_id:
             return "not autodev's check run"
@@ -104,6 +123,8 @@ class Triggers:
             return await self.issue_comment(event, delivery)
         if isinstance(event, ReviewEvent):
             return await self.pull_request_review(event, delivery)
+        if isinstance(event, ReviewCommentEvent):
+            return await self.pull_request_review_comment(event)
         if isinstance(event, CheckRunEvent):
             return await self.check_run(event)
         return Outcome(f"{type(event).__name__} not handled")
@@ -157,15 +178,64 @@ class Triggers:
         return await self.unknown(event, number, command.verb, slug)
 
     async def pull_request_review(self, event: ReviewEvent, delivery: str) -> Outcome:
+        """A submitted review on autodev's PR becomes one revise job for all its inline comments; one with
+        none becomes a job only when it requests changes or mentions the App."""
+        review = event.review
+        comments = await self.review_threads(event, review.id)
+        slug = await self.github("reading the App's name", self.api.slug())
+        mentioned = find_command(review.body or "", slug) is not None
+        if not comments and review.state.lower() != "changes_requested" and not mentioned:
+            return Outcome(f"review {review.state.lower()} without inline comments: nothing to do")
+        return await self.review_job(event, review.id, review.body or "", comments)
+
+    async def pull_request_review_comment(self, event: ReviewCommentEvent) -> Outcome:
+        """One inline comment that mentions the App, handled as the review that wraps it: GitHub delivers
+        that review too, and both make the same job (one dedupe key per review)."""
+        slug = await self.github("reading the App's name", self.api.slug())
+        if find_command(event.comment.body or "", slug) is None:
+            return Outcome("not addressed to autodev")
+        review_id = event.comment.pull_request_review_id
+        comments = await self.review_threads(event, review_id) if review_id is not None else []
+        if not any(c["comment_id"] == event.comment.id for c in comments):
+            # Not in the threads GitHub answered with (yet): the delivery's own copy is enough to answer it.
+            comment = event.comment
+            comments.append(
+                {
+                    "comment_id": comment.id, "thread_id": None, "author": comment.user.login,
+                    "body": comment.body or "", "path": comment.path, "line": comment.line,
+                    "start_line": comment.start_line, "diff_hunk": comment.diff_hunk, "history": [],
+                }
+            )  # fmt: skip
+        return await self.review_job(event, review_id or event.comment.id, "", comments)
+
+    async def review_job(
+        self,
+        event: ReviewEvent | ReviewCommentEvent,
+        review_id: int,
+        body: str,
+        comments: list[dict[str, Any]],
+    ) -> Outcome:
         number = event.pull_request.number
         if not await self.authorized(event, reply_on=number):
             return Outcome("refused: the sender may not trigger jobs")
-        comments = await self.review_comments(event)
-        parts = [event.review.body or "", *comments]
-        instructions = "\n\n".join(filter(None, parts)) or "Address the review."
         pull = event.pull_request.model_dump()
-        origin = {"reaction": ["issue", None], "review_id": event.review.id}
-        return await self.revise(event, pull, instructions, delivery, origin)
+        by = self.sender(event)
+        # One job takes on a bounded number: the task stays readable and within the model's context.
+        numbered = [{"n": i, **c} for i, c in enumerate(comments[:MAX_REVIEW_COMMENTS], start=1)]
+        count = f"{len(numbered)} comment{'s' if len(comments) != 1 else ''}"
+        if len(comments) > len(numbered):
+            count = f"{len(numbered)} of {len(comments)} comments"
+        elif not numbered:
+            count = "no inline comments"
+        origin = {
+            "reaction": ["issue", None],
+            "review_id": review_id,
+            "round": f"review by @{by}: {count}",
+            "review": {"by": by, "comments": [review_origin(c) for c in numbered]},
+        }
+        instructions = review_task(body, numbered) or "Address the review."
+        # Both deliveries of one review (the review and its single @-mention comment) make one job.
+        return await self.revise(event, pull, instructions, f"review:{self.repo(event)}:{review_id}", origin)
 
     async def check_run(self, event: CheckRunEvent) -> Outcome:
         job_id = event.check_run.external_id
@@ -196,6 +266,7 @@ class Triggers:
     async def revise(
         self, event: Event, pull: dict[str, Any], instructions: str, delivery: str, origin: dict[str, Any]
     ) -> Outcome:
+        """`delivery`: the dedupe key's tail (a delivery id, or `review:<repo>:<review id>`)."""
         number = int(pull["number"])
         request = JobRequest(
             dedupe_key=f"github:{delivery}",
@@ -222,15 +293,14 @@ class Triggers:
         """The task as the delivery tells it; the job adds the issue's comments when it starts."""
         return "\n\n".join(part for part in (f"# {issue.title}", issue.body or "") if part)
 
-    async def review_comments(self, event: ReviewEvent) -> list[str]:
-        number, review = event.pull_request.number, event.review.id
-        path = f"/repos/{self.repo(event)}/pulls/{number}/reviews/{review}/comments"
+    async def review_threads(self, event: Event, review_id: int) -> list[dict[str, Any]]:
+        number = event.pull_request.number  # type: ignore[attr-defined]
         try:
-            rows = await self.request(event, "GET", path, params={"per_page": 100})
-        except (RequestFailed, GitHubUnavailable):
-            log.warning("could not read the review's comments; using the review body only")
-            return []
-        return [f"{row.get('path', '')}:{row.get('line') or ''}\n{row.get('body', '')}" for row in rows or []]
+            return await review_comments(
+                self.api, self.installation(event), self.repo(event), number, review_id
+            )
+        except (RequestFailed, GitHubUnavailable, GraphQLFailed) as exc:
+            raise GitHubFailed("reading the review's comments", exc) from exc
 
     # -- actions on existing jobs -----------------------------------------------------------------
 

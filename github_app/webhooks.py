@@ -30,7 +30,13 @@ from engine.store.waits import waits_on
 from github_app import manifest
 from github_app.client import GitHubApi
 from github_app.installations import record_installation, record_repositories
-from github_app.payloads import EVENT_MODELS, InstallationEvent, InstallationReposEvent, IssueCommentEvent
+from github_app.payloads import (
+    EVENT_MODELS,
+    InstallationEvent,
+    InstallationReposEvent,
+    IssueCommentEvent,
+    ReviewCommentEvent,
+)
 from github_app.tally import DeliveryTally
 from github_app.triggers import NOT_ADDRESSED, worth_storing
 
@@ -38,7 +44,13 @@ log = logging.getLogger(__name__)
 
 # The events that reach a Triggers method of the same name. app.yml subscribes to these (and to those the
 # next work will handle); installation* events reach every App unasked and are recorded below.
-HANDLED_EVENTS = ("issues", "issue_comment", "pull_request_review", "check_run")
+HANDLED_EVENTS = (
+    "issues",
+    "issue_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "check_run",
+)
 SIGNATURE_PREFIX = "sha256="
 MAX_DELIVERY_ID = 100
 DATABASE_ERRORS = (SQLAlchemyError, OSError)  # asyncpg lets a refused connection through as OSError
@@ -121,7 +133,8 @@ def webhook_router(
             return answer(202, ignored="no sender, repository or installation")
         if event.sender.is_bot:
             return answer(202, ignored="sent by a bot")
-        slug = api.known_slug() if isinstance(event, IssueCommentEvent) else None  # only comments name it
+        # Only comments name it.
+        slug = api.known_slug() if isinstance(event, IssueCommentEvent | ReviewCommentEvent) else None
         if (reason := worth_storing(name, event, label=label, slug=slug)) is not None:
             if reason != NOT_ADDRESSED or not isinstance(event, IssueCommentEvent):
                 return answer(202, ignored=reason)

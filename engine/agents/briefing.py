@@ -16,6 +16,7 @@ from typing import Any
 from engine.agents.tools import SKIP_DIRS
 from engine.context import ContextEngine
 from engine.context.embeddings import LLMEmbedder
+from engine.context.engine import OUTPUT_RESERVE_TOKENS
 from engine.context.memory import MemoryStore
 from engine.errors import JobCancelled
 from engine.llm.client import LLMClient
@@ -47,13 +48,21 @@ async def gather_context(
     named_files: list[str] | None = None,
     llm: LLMClient | None = None,
     step_index: int | None = None,
+    model: str | None = None,
 ) -> Context:
-    """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured."""
-    budget = settings.context_budget_tokens
+    """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured;
+    `model`: the one that reads the context, whose reported usage turns CONTEXT_BUDGET_TOKENS (its tokens)
+    into the estimated tokens the pack may fill."""
+    calibration = await store.token_calibration(model) if model else None
+    budget, reserve = settings.context_budget_tokens, OUTPUT_RESERVE_TOKENS
+    if calibration is not None:  # both in estimated tokens, so that the pack is in the model's
+        budget, reserve = calibration.limit(budget), calibration.limit(reserve)
     cache = (settings.workspace_dir or settings.data_dir / "work") / "context-cache"
     embedder = _embedder(settings, llm, step_index)
     try:
-        engine = ContextEngine(cache, sessions=store.sessions, embedder=embedder)
+        engine = ContextEngine(
+            cache, sessions=store.sessions, embedder=embedder, output_reserve_tokens=reserve
+        )
         pack = await engine.build(
             repo_dir=worktree,
             repo=repo,
@@ -68,7 +77,12 @@ async def gather_context(
         # A context engine bug must not fail the job: the fallback still gives the model a usable view.
         log.exception("context engine failed; using the file-tree fallback", extra={"job_id": job_id})
         return _fallback(worktree, query, named_files or [], budget)
-    return Context(pack.text, pack.tokens, dict(pack.diagnostics))
+    diagnostics = dict(pack.diagnostics)
+    if calibration is not None:
+        diagnostics["calibration"] = calibration.describe()
+        diagnostics["budget_model_tokens"] = settings.context_budget_tokens
+        diagnostics["model_tokens_expected"] = round(pack.tokens * calibration.ratio)
+    return Context(pack.text, pack.tokens, diagnostics)
 
 
 def _embedder(settings: Settings, llm: LLMClient | None, step_index: int | None) -> LLMEmbedder | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from engine.agents.planner import Plan, PlanStep
 from engine.agents.rules import AgentRules
-from engine.agents.tools import TOOL_SCHEMAS, ToolBox
+from engine.agents.tools import ToolBox
 from engine.errors import ModelRefused, PermanentFailure
 from engine.llm.client import LLMClient
 from engine.workspace.commands import TestResult
@@ -78,7 +78,7 @@ async def code_step(
                 role="coder",
                 messages=messages,
                 step_index=brief.index,
-                tools=TOOL_SCHEMAS,
+                tools=tools.schemas,
                 max_tokens=CODER_MAX_TOKENS,
             )
         except ModelRefused as exc:

@@ -75,7 +75,15 @@ TOOL_SCHEMAS = [
         ["kind", "text"],
     ),
 ]
-_SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}
+# Offered only on a job that answers a review's numbered comments (engine.pipeline.review).
+REVIEW_TOOL = _tool(
+    "review_comment",
+    "Say whether your change addresses numbered review comment `number`, with a one-sentence reply the "
+    "reviewer will read in its thread (what you changed, or why you did not change anything).",
+    {"number": _INT, "addressed": {"type": "boolean"}, "reply": _STR},
+    ["number", "addressed", "reply"],
+)
+_SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in [*TOOL_SCHEMAS, REVIEW_TOOL]}
 
 
 class ToolBox:
@@ -88,8 +96,11 @@ class ToolBox:
         emit: Callable[[str, dict[str, Any]], Awaitable[Any]],
         run_tests: Callable[[], Awaitable[TestResult | None]],
         remember: Callable[[str, str], Awaitable[None]],
+        review: Callable[[int, bool, str], Awaitable[str]] | None = None,
     ) -> None:
         self.guard = guard
+        self._review = review
+        self.schemas = [*TOOL_SCHEMAS, REVIEW_TOOL] if review is not None else TOOL_SCHEMAS
         self.emit = emit
         self._run_tests = run_tests
         self._remember = remember
@@ -112,8 +123,9 @@ class ToolBox:
         except (ValueError, RecursionError) as exc:
             return f"error: the arguments are not valid JSON ({type(exc).__name__})"
         handler = getattr(self, f"_t_{name}", None)
-        if handler is None or name not in _SCHEMAS:
-            return f"error: unknown tool {name!r}; use one of {', '.join(_SCHEMAS)}"
+        offered = [t["function"]["name"] for t in self.schemas]
+        if handler is None or name not in offered:
+            return f"error: unknown tool {name!r}; use one of {', '.join(offered)}"
         args, problem = _arguments(name, args)
         if problem:
             return f"error: bad arguments for {name}: {problem}"
@@ -177,6 +189,10 @@ class ToolBox:
         await self._remember(kind, text.strip()[:2000])
         return "noted"
 
+    async def _t_review_comment(self, number: int, addressed: bool, reply: str) -> str:
+        assert self._review is not None  # offered only with a ledger
+        return await self._review(number, addressed, reply)
+
     def _list_files(self, path: str) -> str:
         found: list[str] = []
         for entry in self.guard.walk(path, skip=SKIP_DIRS, limit=LIST_MAX_SCANNED):
@@ -236,4 +252,6 @@ def _arguments(name: str, args: Any) -> tuple[dict[str, Any], str]:
             problems.append(f"{key} must be an integer")
         if wanted == "string" and not isinstance(value, str):
             problems.append(f"{key} must be a string")
+        if wanted == "boolean" and not isinstance(value, bool):
+            problems.append(f"{key} must be true or false")
     return args, "; ".join(problems)

@@ -117,12 +117,14 @@ def fit(candidates: list[Candidate], terms: set[str], limit: int, max_share: flo
         used += tokens
     text = "\n".join(p[1] for p in parts)
     # Per-part counts need not add up to the count of the whole; the whole is what the model pays for.
-    while parts and count_tokens(text) > limit:
+    total = count_tokens(text)
+    while parts and total > limit:
         candidate, _, _, full_tokens = parts.pop()
         dropped.append(_describe(candidate, full_tokens, 0))
         text = "\n".join(p[1] for p in parts)
+        total = count_tokens(text)
     chosen = [_describe(c, full, tokens) for c, _, tokens, full in parts]
-    return Fitted(text, count_tokens(text) if text else 0, chosen, dropped, clipped)
+    return Fitted(text, total if text else 0, chosen, dropped, clipped)
 
 
 def _describe(candidate: Candidate, full_tokens: int, tokens: int) -> dict[str, object]:

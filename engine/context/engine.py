@@ -25,7 +25,11 @@ from engine.context.store import IndexCache, load_or_build, snapshot
 
 log = logging.getLogger(__name__)
 
-CHUNK_FILES = 15  # files whose chunks are scored one by one
+OUTPUT_RESERVE_TOKENS = 1024  # of a pack's budget, left for the model's answer
+CHUNK_FILES = 15  # files whose chunks are scored one by one, at the least
+# More files' chunks are scored for a larger budget, so that the pack can fill it: a file's chunks that
+# make the pack average about this many (estimated) tokens.
+TOKENS_PER_CHUNK_FILE = 800
 MAP_FILES = 30
 MAP_OUTLINE_LINES = 6
 # Loaded indexes, shared by every ContextEngine in the process: callers may make an engine per build.
@@ -55,8 +59,8 @@ class ContextEngine:
         sessions: async_sessionmaker[AsyncSession] | None = None,
         embedder: Embedder | None = None,
         *,
-        output_reserve_tokens: int = 1024,
-        top_k: int = 30,
+        output_reserve_tokens: int = OUTPUT_RESERVE_TOKENS,
+        top_k: int | None = None,  # code chunks considered at most; None: as many as the budget takes
         min_score: float = 0.15,
     ) -> None:
         self.cache = IndexCache(Path(cache_dir))
@@ -115,7 +119,9 @@ class ContextEngine:
         hints.paths.update(path.strip().lstrip("./") for path in named if path.strip())
         vectors, embedding_note = await self._vector_scores(index, root, repo, query)
         files = rank_files(index, hints, vectors, policy=await asyncio.to_thread(policy_for, root))
-        chunks = await asyncio.to_thread(rank_chunks, index, root, files[:CHUNK_FILES], hints)
+        reserve = min(self.output_reserve_tokens, budget_tokens // 4)
+        chunk_files = max(CHUNK_FILES, (budget_tokens - reserve) // TOKENS_PER_CHUNK_FILE)
+        chunks = await asyncio.to_thread(rank_chunks, index, root, files[:chunk_files], hints)
         candidates = [
             Candidate(
                 source="code",
@@ -138,7 +144,6 @@ class ContextEngine:
             notes = await self.memory.for_prompt(repo=repo, job_id=job_id)
             if notes:
                 candidates.append(Candidate(source="memory", title="memory notes", text=notes, score=10.0))
-        reserve = min(self.output_reserve_tokens, budget_tokens // 4)
         fitted = fit(candidates, set(hints.terms), budget_tokens - reserve)
         diagnostics = {
             "repo": repo,

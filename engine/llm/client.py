@@ -242,6 +242,7 @@ class LLMClient:
             role=call.role,
             model=call.model,
             tokens_in=billing.tokens_in,
+            tokens_in_estimate=sent.prompt_estimate,
             tokens_out=billing.tokens_out,
             tokens_cached=billing.tokens_cached,
             tokens_reasoning=billing.tokens_reasoning,

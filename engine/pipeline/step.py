@@ -21,6 +21,7 @@ from engine.llm.client import LLMClient
 from engine.pipeline.environment import JobEnvironment, SetupFailed
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
+from engine.pipeline.review import ReviewLedger, review_comments_of
 from engine.repo_config import RepoConfig
 from engine.states import JobKind, StepState
 from engine.store.models import Job, utcnow
@@ -111,7 +112,15 @@ async def _run_step(jc: JobContext, plan: Plan, index: int, saved: StepView | No
         await save_note(run.store, repo=job.repo, job_id=job.id, kind=kind, text=text)
         await run.emit(events.NOTE, {"kind": kind, "text": text})
 
-    tools = ToolBox(guard, emit=run.emit, run_tests=tool_tests, remember=remember)
+    comments = review_comments_of(job)
+    ledger = ReviewLedger(run, comments) if comments else None
+    tools = ToolBox(
+        guard,
+        emit=run.emit,
+        run_tests=tool_tests,
+        remember=remember,
+        review=ledger.record if ledger is not None else None,
+    )
     try:
         outcome = await code_step(
             StepBrief(index, step, plan, task_text(job), context),
@@ -252,6 +261,7 @@ async def build_context(jc: JobContext, *, query: str, step_index: int | None, n
         named_files=named,
         llm=jc.llm,
         step_index=step_index,
+        model=jc.llm.model_for("planner" if step_index is None else "coder"),
     )
     diag = ctx.diagnostics
     summary: dict[str, Any] = {

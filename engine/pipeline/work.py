@@ -21,6 +21,7 @@ from engine.llm.client import LLMClient
 from engine.pipeline.environment import JobEnvironment
 from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
+from engine.pipeline.review import answer_review
 from engine.pipeline.step import JobContext, build_context, run_step, task_text
 from engine.pipeline.waiting import may_wait, needs_approval
 from engine.ports import GitRemote
@@ -130,8 +131,10 @@ async def _work(
             log.info("no step changed anything; nothing to publish", extra={"job_id": job.id})
             return
         with tracing.span("autodev.publish", {"autodev.job_id": job.id}):
-            await publisher.push(tree)
-            await publisher.sync_pr(plan, ready=True)
+            sha = await publisher.push(tree)
+            pr = await publisher.sync_pr(plan, ready=True)
+        committed = await _committed_steps(jc) > 0
+        await answer_review(run, publisher.host, job, pr, sha if committed else None)
 
 
 async def _sandbox(

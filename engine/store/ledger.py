@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from engine.errors import JobNotFound
+from engine.store.calibration import Calibration, token_calibration
 from engine.store.db import session_scope
 from engine.store.eventlog import JOBS, EventLog
 from engine.store.models import Base, CostEntry, utcnow
@@ -84,3 +85,7 @@ class CostLedger(EventLog):
             query = query.where(CostEntry.repo == repo)
         async with self.sessions() as session:
             return float((await session.execute(query)).scalar_one())
+
+    async def token_calibration(self, model: str) -> Calibration:
+        """How `model` counts what engine.llm.tokens estimates, from its latest reported usage."""
+        return await token_calibration(self.sessions, model)

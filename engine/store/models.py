@@ -168,6 +168,9 @@ class CostEntry(Base):
     # Of tokens_in, those served from the provider's cache; of tokens_out, the model's reasoning.
     tokens_cached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tokens_reasoning: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What engine.llm.tokens estimated the prompt at before it left: beside tokens_in (what the provider
+    # counted) it calibrates the estimate per model (engine.store.calibration).
+    tokens_in_estimate: Mapped[int | None] = mapped_column(Integer)
     # Billed: the reported usage priced, or the worst case when none sane came back (engine.llm.usage).
     usd: Mapped[float] = mapped_column(Float)
     # The worst case the budget guard checked before the request left (None: recorded before it was kept).
@@ -179,6 +182,8 @@ class CostEntry(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     repo: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_cost_entries_model_id", "model", "id"),)  # a model's latest requests
 
 
 class MemoryNote(Base):

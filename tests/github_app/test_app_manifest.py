@@ -28,6 +28,7 @@ PERMISSION_OF = {
     "issues": "issues",
     "issue_comment": "issues",
     "pull_request_review": "pull_requests",
+    "pull_request_review_comment": "pull_requests",
     "check_run": "checks",
     "check_suite": "checks",
     "workflow_run": "actions",

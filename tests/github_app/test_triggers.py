@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.settings import Settings
 from engine.store.jobs import JobRequest, JobStore
-from engine.store.models import GitHubDelivery, JobKind, JobState
+from engine.store.models import GitHubDelivery, JobState
 from github_app import GitHubApp
 from github_app.client import MAX_RETRIES
 from tests.github_app.conftest import (
@@ -306,25 +306,6 @@ async def test_cancel_on_an_issue_stops_that_issues_job_and_a_second_cancel_says
     assert first == "cancel requested" and "already ended" in second
     assert (await store.get(job_id)).state == JobState.CANCELLED
     assert "already ended" in list(github.repos[REPO].comments.values())[-1]["body"]
-
-
-async def test_a_change_request_review_on_an_autodev_pr_makes_a_revise_job_with_its_comments(
-    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
-) -> None:
-    repo = github.add_repo(REPO, writers={"alice"})
-    data = as_app_delivery(payload("pull_request_review", "submitted.payload.json"))
-    data["review"].update(state="changes_requested", body="Needs tests")
-    data["pull_request"]["head"]["ref"] = "autodev/1-spelling"
-    repo.review_comments[data["review"]["id"]] = [{"path": "README.md", "line": 3, "body": "typo here"}]
-    await deliver(client, "pull_request_review", data)
-    approved = as_app_delivery(payload("pull_request_review", "submitted.payload.json"))
-    assert (await deliver(client, "pull_request_review", approved)).json() == {
-        "ignored": "not a change request"
-    }
-    await settle(gh_app, queue)
-    [job] = await store.list_jobs()
-    assert job.kind == JobKind.REVISE and job.trigger == "github_review"
-    assert "Needs tests" in job.task and "README.md:3" in job.task and "typo here" in job.task
 
 
 async def test_check_run_buttons_cancel_and_retry_the_job_named_in_external_id(

@@ -14,7 +14,13 @@ from tests.github_app.conftest import WEBHOOKS, as_app_delivery, payload
 
 EXAMPLES = sorted((WEBHOOKS / "examples").rglob("*.json"))
 # The events the tests deliver as an App's (with `installation`); the others go as GitHub sends them.
-APP_DELIVERIES = ("issues", "issue_comment", "pull_request_review", "check_run")
+APP_DELIVERIES = (
+    "issues",
+    "issue_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "check_run",
+)
 
 
 def schema_registry() -> Registry[Any]:

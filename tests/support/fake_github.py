@@ -11,6 +11,11 @@
   Anyone not a writer/admin has `read` permission.
 - `fail(method, path_regex, times=1, status=502, headers=None)`: the next `times` matching calls fail.
 - Any route not listed here answers 404 (and is recorded), so unexpected calls show up in a test.
+- Review threads: `add_review_comment(repo, number, review_id=…, user=…, path=…, line=…, body=…)` starts a
+  thread (or answers one: `thread=` a thread it returned); GraphQL `reviewThreads` reads them and
+  `resolveReviewThread` resolves one; `POST …/pulls/{n}/comments/{id}/replies` answers in the thread and
+  `GET …/pulls/{n}/comments` lists every thread's comments as REST does (with `in_reply_to_id`).
+  `graphql_calls("resolveReviewThread")` lists the GraphQL calls whose query names that operation.
 - Installation tokens: `POST /app/installations/{id}/access_tokens` → `token_for(id)`, valid one hour.
 - `manifest_codes[code] = {...}`: what `POST /app-manifests/{code}/conversions` returns (once).
 - `react(full_name, comment_id, login, content="+1")`: someone's reaction on a comment, which
@@ -53,6 +58,8 @@ class FakeRepo:
     reactions: list[dict[str, Any]] = field(default_factory=list)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # review id → comments
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # number → {number, title, body}
+    # PR number → threads as GraphQL returns them: {id, isResolved, path, line, startLine, comments: [...]}
+    review_threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +112,48 @@ class FakeGitHub:
         path = f"/repos/{full_name}/issues/comments/{comment_id}/reactions"
         row = {"id": self.next_id(), "content": content, "path": path, "user": _user(login)}
         self.repos[full_name].reactions.append(row)
+
+    def add_review_comment(
+        self,
+        full_name: str,
+        number: int,
+        *,
+        review_id: int,
+        user: str,
+        path: str,
+        line: int,
+        body: str,
+        diff_hunk: str = "",
+        start_line: int | None = None,
+        thread: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An inline comment of review `review_id`: a new thread, or a reply in `thread`; the thread."""
+        comment = {
+            "databaseId": self.next_id(),
+            "body": body,
+            "path": path,
+            "line": line,
+            "startLine": start_line,
+            "originalLine": line,
+            "diffHunk": diff_hunk,
+            "author": {"login": user},
+            "pullRequestReview": {"databaseId": review_id},
+        }
+        if thread is None:
+            thread = {
+                "id": f"PRRT_{self.next_id()}",
+                "isResolved": False,
+                "path": path,
+                "line": line,
+                "startLine": start_line,
+                "comments": [],
+            }
+            self.repos[full_name].review_threads.setdefault(number, []).append(thread)
+        thread["comments"].append(comment)
+        return thread
+
+    def graphql_calls(self, operation: str) -> list[Call]:
+        return [c for c in self.calls_to("POST", "/graphql") if operation in str((c.json or {}).get("query"))]
 
     def token_for(self, installation_id: int) -> str:
         return f"ghs_fake_token_{installation_id}"
@@ -297,13 +346,79 @@ async def update_check_run(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.
 
 
 async def graphql(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
-    node_id = call.json.get("variables", {}).get("id")
+    query, variables = str(call.json.get("query", "")), call.json.get("variables") or {}
+    if "reviewThreads" in query:
+        return _review_threads(gh, variables)
+    if "resolveReviewThread" in query:
+        return _resolve_thread(gh, str(variables.get("threadId")))
+    node_id = variables.get("id")
     for repo in gh.repos.values():
         for pull in repo.pulls.values():
             if pull["node_id"] == node_id:
                 pull["draft"] = "convertPullRequestToDraft" in call.json["query"]
                 return web.json_response({"data": {"result": {"clientMutationId": None}}})
     return web.json_response({"data": None, "errors": [{"message": "Could not resolve to a node"}]})
+
+
+def _review_threads(gh: FakeGitHub, variables: dict[str, Any]) -> web.Response:
+    repo = gh.repos.get(f"{variables.get('owner')}/{variables.get('name')}")
+    if repo is None or int(variables.get("number", 0)) not in repo.pulls:
+        return web.json_response(
+            {"data": None, "errors": [{"message": "Could not resolve to a PullRequest"}]}
+        )
+    threads = [
+        {**t, "comments": {"nodes": t["comments"]}}
+        for t in repo.review_threads.get(int(variables["number"]), [])
+    ]
+    page = {"hasNextPage": False, "endCursor": None}
+    pull = {"reviewThreads": {"pageInfo": page, "nodes": threads}}
+    return web.json_response({"data": {"repository": {"pullRequest": pull}}})
+
+
+def _resolve_thread(gh: FakeGitHub, thread_id: str) -> web.Response:
+    for repo in gh.repos.values():
+        for threads in repo.review_threads.values():
+            for thread in threads:
+                if thread["id"] == thread_id:
+                    thread["isResolved"] = True
+                    resolved = {"thread": {"id": thread_id, "isResolved": True}}
+                    return web.json_response({"data": {"resolveReviewThread": resolved}})
+    return web.json_response(
+        {"data": None, "errors": [{"message": f"Could not resolve to a node {thread_id}"}]}
+    )
+
+
+async def list_review_comments(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    rows = [
+        {"id": c["databaseId"], "body": c["body"], "path": c["path"], "line": c["line"],
+         "in_reply_to_id": c.get("in_reply_to_id")}
+        for thread in gh.repo(m).review_threads.get(int(m["number"]), [])
+        for c in thread["comments"]
+    ]  # fmt: skip
+    return web.json_response(rows)
+
+
+async def review_reply(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    repo, target = gh.repo(m), int(m["id"])
+    for thread in repo.review_threads.get(int(m["number"]), []):
+        if any(c["databaseId"] == target for c in thread["comments"]):
+            first = thread["comments"][0]
+            reply = {
+                "databaseId": gh.next_id(),
+                "body": call.json["body"],
+                "path": first["path"],
+                "line": first["line"],
+                "startLine": first["startLine"],
+                "originalLine": first["originalLine"],
+                "diffHunk": first["diffHunk"],
+                "author": {"login": f"{gh.app_slug}[bot]"},
+                "pullRequestReview": {"databaseId": gh.next_id()},
+                "in_reply_to_id": target,
+            }
+            thread["comments"].append(reply)
+            rest = {"id": reply["databaseId"], "body": reply["body"], "in_reply_to_id": target}
+            return web.json_response(rest, status=201)
+    return web.json_response({"message": "Not Found"}, status=404)
 
 
 async def manifest_conversion(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
@@ -335,6 +450,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", _REPO + r"/pulls/(?P<number>\d+)", get_pull),
         ("PATCH", _REPO + r"/pulls/(?P<number>\d+)", get_pull),
         ("GET", _REPO + r"/pulls/(?P<number>\d+)/reviews/(?P<review>\d+)/comments", review_comments),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments", list_review_comments),
+        ("POST", _REPO + r"/pulls/(?P<number>\d+)/comments/(?P<id>\d+)/replies", review_reply),
         ("POST", _REPO + r"/check-runs", create_check_run),
         ("PATCH", _REPO + r"/check-runs/(?P<id>\d+)", update_check_run),
     ]

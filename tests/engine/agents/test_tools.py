@@ -246,3 +246,26 @@ def test_the_best_window_wins_over_an_anagram() -> None:
     two_lines = closest_match("a\nb = 1\nc = 2\nd\n", "b = 1\nc = 3")
     assert "(lines 2-3," in two_lines and two_lines.endswith("b = 1\nc = 2")
     assert "No similar text" in closest_match("zzz", "completely different text here")
+
+
+async def test_the_review_tool_is_offered_only_to_a_job_answering_a_review_and_its_arguments_are_checked(
+    tmp_path: Path,
+) -> None:
+    plain, _ = toolbox(tmp_path)
+    assert "review_comment" not in [t["function"]["name"] for t in plain.schemas]
+    answer = await call(plain, "review_comment", number=1, addressed=True, reply="done")
+    assert answer.startswith("error: unknown tool 'review_comment'")
+
+    said: list[tuple[int, bool, str]] = []
+
+    async def ledger(number: int, addressed: bool, reply: str) -> str:
+        said.append((number, addressed, reply))
+        return "noted"
+
+    guard = EditGuard(tmp_path, [])
+    tools = ToolBox(guard, emit=Recorder().emit, run_tests=_no_tests, remember=_no_note, review=ledger)
+    assert "review_comment" in [t["function"]["name"] for t in tools.schemas]
+    assert await call(tools, "review_comment", number=2, addressed=False, reply="out of scope") == "noted"
+    bad = await call(tools, "review_comment", number="2", addressed="yes", reply="x")
+    assert "number must be an integer" in bad and "addressed must be true or false" in bad
+    assert said == [(2, False, "out of scope")]

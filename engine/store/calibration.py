@@ -1,0 +1,67 @@
+"""How many tokens a model really counts for what engine.llm.tokens estimates, learned per model.
+
+The estimate errs high on purpose (a budget guard must not undercount), so a context pack fitted to it fills
+only part of what it could. Every request records both the estimate and the prompt tokens the provider
+reported (`cost_entries`); the ratio of the two, taken over a model's latest requests, turns a budget in
+real tokens into the larger number of estimated tokens a pack may fill. The highest recent ratio is the one
+used, so a pack that fits it fits every prompt seen lately: the budget is filled, never exceeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.store.models import CostEntry
+
+SAMPLES = 20  # the model's latest requests that count
+MIN_SAMPLES = 10  # fewer: the estimate as it is (with 5, packs went over by up to 7%: docs/benchmarks.md)
+# A ratio outside these is a provider that lies or an estimate gone wrong; it is clamped, never trusted.
+MIN_RATIO = 0.3
+MAX_RATIO = 2.0
+MIN_PROMPT_TOKENS = 200  # tiny prompts are mostly per-message overhead, which says little about text
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    model: str
+    ratio: float  # reported / estimated, the highest of the samples (1.0: not calibrated)
+    samples: int
+
+    def limit(self, budget_tokens: int) -> int:
+        """The estimated tokens that stay within `budget_tokens` of the model's own."""
+        return int(budget_tokens / self.ratio)
+
+    def describe(self) -> dict[str, object]:
+        return {"model": self.model, "ratio": round(self.ratio, 3), "samples": self.samples}
+
+
+def calibrate(model: str, pairs: list[tuple[int, int]]) -> Calibration:
+    """From (reported, estimated) prompt tokens of a model's requests."""
+    ratios = [
+        reported / estimated
+        for reported, estimated in pairs
+        if estimated >= MIN_PROMPT_TOKENS and reported > 0
+    ]
+    if len(ratios) < MIN_SAMPLES:
+        return Calibration(model, 1.0, len(ratios))
+    return Calibration(model, min(MAX_RATIO, max(MIN_RATIO, max(ratios))), len(ratios))
+
+
+async def token_calibration(sessions: async_sessionmaker[AsyncSession], model: str) -> Calibration:
+    """The model's calibration from its latest requests the provider reported usage for."""
+    query = (
+        select(CostEntry.tokens_in, CostEntry.tokens_in_estimate)
+        .where(
+            CostEntry.model == model,
+            CostEntry.billed_on == "usage",
+            CostEntry.tokens_in_estimate.is_not(None),
+        )
+        .order_by(CostEntry.id.desc())
+        .limit(SAMPLES)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    return calibrate(model, [(int(r.tokens_in), int(r.tokens_in_estimate)) for r in rows])
