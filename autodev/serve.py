@@ -40,7 +40,12 @@ def build_worker(runtime: Runtime, *, burst: bool = False) -> AutodevWorker:
     return AutodevWorker(
         **worker_options(runtime.settings, burst=burst),
         redis_pool=runtime.redis,
-        ctx={"deps": runtime.engine_deps(), "queue": runtime.queue, "deliveries": runtime.github.deliveries},
+        ctx={
+            "deps": runtime.engine_deps(),
+            "queue": runtime.queue,
+            "deliveries": runtime.github.deliveries,
+            "approvals": runtime.github.approvals,
+        },
     )
 
 

@@ -9,6 +9,7 @@ from engine.llm.money import usd
 
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:#(?P<issue>\d+))?$")
 OPTION_RE = re.compile(r"(?:^|\s)--(?P<name>budget|base)(?:=|\s+)(?P<value>\S+)")
+APPROVE_RE = re.compile(r"(?:^|\s)--approve(?=\s|$)")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
 SUBJECT_RE = re.compile(r"^<?[#@]?(?P<id>[CGUW][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
 JOB_REF_RE = re.compile(r"^[0-9a-f]{6,32}$")
@@ -18,7 +19,7 @@ USAGE = """\
 *Usage*
 • `/orchestrate owner/repo <task>` — start a job; progress arrives in a thread
 • `/orchestrate owner/repo#123` — take issue #123 as the task
-  options: `--budget 2.50` (USD) · `--base <branch>`
+  options: `--budget 2.50` (USD) · `--base <branch>` · `--approve` (the plan waits for your Approve)
 • `/orchestrate status [job]` — your recent jobs, or one job
 • `/orchestrate cancel <job>` — stop a job
 • `/orchestrate allow <#channel|@user> owner/repo [--follow]` · `revoke <#channel|@user> owner/repo` (admins)
@@ -37,6 +38,7 @@ class StartJob:
     issue_number: int | None = None
     budget_usd: float | None = None
     base_branch: str | None = None
+    approve: bool = False  # the plan waits for an Approve before coding starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ def _start(head: str, rest: str, *, max_budget_usd: float) -> StartJob:
     match = REPO_RE.match(head)
     if match is None:
         raise CommandError(f"`{head}` is not `owner/repo` or `owner/repo#123`.\n\n{USAGE}")
+    approve = APPROVE_RE.search(rest) is not None
+    rest = APPROVE_RE.sub(" ", rest)
     options: dict[str, str] = {}
     for option in OPTION_RE.finditer(rest):
         options[option["name"]] = option["value"]
@@ -104,7 +108,13 @@ def _start(head: str, rest: str, *, max_budget_usd: float) -> StartJob:
     first_line = title.splitlines()[0]
     title = first_line if len(first_line) <= MAX_TITLE else first_line[: MAX_TITLE - 1] + "…"
     return StartJob(
-        repo=match["repo"], task=task, title=title, issue_number=issue, budget_usd=budget, base_branch=base
+        repo=match["repo"],
+        task=task,
+        title=title,
+        issue_number=issue,
+        budget_usd=budget,
+        base_branch=base,
+        approve=approve,
     )
 
 

@@ -12,9 +12,11 @@ from typing import Any
 from engine.llm.money import usd
 from engine.settings import Settings
 from engine.store.models import JobState
+from engine.store.waits import waiting_info
 from engine.views import JobView
 
 CANCEL_ACTION = "autodev_cancel"
+APPROVE_ACTION = "autodev_approve"
 DETAILS_ACTION = "autodev_details"
 
 _ICONS = {
@@ -64,6 +66,9 @@ def status_line(view: JobView) -> str:
         return f"{icon} *{view.state.value.capitalize()}*{reason} · {cost}"
     if view.cancel_requested:
         return f"{icon} *Cancelling…* · {cost}"
+    if view.state is JobState.WAITING and (info := waiting_info(view.origin)) is not None:
+        what = "an answer (reply in the thread)" if info["kind"] == "question" else "approval of the plan"
+        return f"{icon} *Waiting for {what}* · {cost}"
     phase = f" — {_phase(view)}" if view.state is JobState.RUNNING and view.phase else ""
     return f"{icon} *{view.state.value.capitalize()}*{phase} · {cost}"
 
@@ -125,6 +130,8 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
     if steps:
         lines = [f"{i}. {escape(str(s.get('title', '')))}" for i, s in enumerate(steps, 1)]
         replies.append(("plan", f":clipboard: *Plan* ({len(steps)} steps)\n" + "\n".join(lines)))
+    if view.state is JobState.WAITING and (info := waiting_info(view.origin)) is not None:
+        replies.append(_waiting_reply(view, info))
     if view.sandbox_notice:
         replies.append(("sandbox", f":warning: {escape(view.sandbox_notice)}"))
     total = len(view.steps) or len(steps)
@@ -135,6 +142,48 @@ def thread_replies(view: JobView, settings: Settings) -> list[tuple[str, str]]:
     if view.terminal:
         replies.append((f"final:{view.state.value}", _final_text(view, settings)))
     return replies
+
+
+def _waiting_reply(view: JobView, info: dict[str, Any]) -> tuple[str, str]:
+    mention = f"<@{view.requester}> " if view.trigger == "slack" else ""
+    deadline = str(info.get("deadline", ""))[:16].replace("T", " ")
+    if info["kind"] == "question":
+        text = (
+            f":question: {mention}Before planning, a question:\n> {escape(str(info.get('text', '')))}\n"
+            f"Reply in this thread to answer; unanswered, the job is cancelled at {deadline} UTC."
+        )
+        return f"question:{info['id']}", text
+    text = (
+        f":raised_hand: {mention}The plan above waits for approval before any code is written. "
+        f"Approve it here (or `@app go` / :+1: on the issue); unanswered, it is cancelled at {deadline} UTC."
+    )
+    return f"approval:{info['id']}", text
+
+
+def thread_blocks(view: JobView, key: str, text: str) -> list[dict[str, Any]] | None:
+    """Blocks for a thread reply that needs buttons: a plan awaiting approval gets Approve and Cancel."""
+    if not key.startswith("approval:"):
+        return None
+    buttons = [
+        {
+            "type": "button",
+            "action_id": APPROVE_ACTION,
+            "text": {"type": "plain_text", "text": "Approve"},
+            "style": "primary",
+            "value": view.id,
+        },
+        {
+            "type": "button",
+            "action_id": CANCEL_ACTION,
+            "text": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+            "value": view.id,
+        },
+    ]
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": f"approve:{view.id}", "elements": buttons},
+    ]
 
 
 def _step_text(view: JobView, index: int, total: int) -> str:

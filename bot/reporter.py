@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import queries
-from bot.render import digest, parent_message, thread_replies
+from bot.render import digest, parent_message, thread_blocks, thread_replies
 from engine import events
 from engine.errors import ReporterBehind
 from engine.ports import JobEventView
@@ -99,7 +99,12 @@ class SlackReporter:
             if key in posted:
                 continue
             await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread["ts"], text=text, unfurl_links=False, unfurl_media=False
+                channel=channel,
+                thread_ts=thread["ts"],
+                text=text,
+                blocks=thread_blocks(view, key, text),  # None: a plain reply (the SDK leaves it out)
+                unfurl_links=False,
+                unfurl_media=False,
             )
             posted.append(key)
             thread["posted"] = posted

@@ -14,9 +14,12 @@ from bot.parsing import JOB_REF_RE, USAGE, CancelJob, ChangeGrant, ShowStatus, S
 from bot.render import escape, short_id, status_line
 from bot.reporter import SLACK_ERRORS, SlackReporter
 from engine.pipeline.actions import ActionRefused, cancel_job
+from engine.pipeline.waiting import answer_question, approve_plan
 from engine.ports import JobQueue
 from engine.settings import Settings
-from engine.store.jobs import JobRequest, JobStore
+from engine.store.jobs import JobNotFound, JobRequest, JobStore
+from engine.store.models import Job
+from engine.store.waits import waiting_info, waiting_jobs
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,12 @@ class SlackService:
                 installation_id=installation_id,
                 issue_number=command.issue_number,
                 base_branch=command.base_branch,
-                origin={"channel": channel, "user": user, "response_url": response_url},
+                origin={
+                    "channel": channel,
+                    "user": user,
+                    "response_url": response_url,
+                    **({"approve": True} if command.approve else {}),
+                },
                 budget_usd=command.budget_usd,
             )
         )
@@ -166,6 +174,48 @@ class SlackService:
             return f"Job `{short_id(job_id)}` cancelled."
         await reporter.refresh_parents(view)
         return f"Cancelling job `{short_id(job_id)}`; it stops at its next check."
+
+    async def approve(self, job_id: str, *, channel: str, user: str) -> str:
+        """The Approve button under a plan: a user allowed the job's repository starts its coding."""
+        try:
+            view = await self.store.view(job_id, with_events=False)
+        except JobNotFound:
+            return "That job no longer exists."
+        if not await queries.may_target(
+            self.settings, self.store.sessions, channel=channel, user=user, repo=view.repo
+        ):
+            return f"You can't approve jobs on `{view.repo}`: you are not allowed that repository."
+        if not await approve_plan(self.store, self.queue, job_id, by=f"slack:{user}", via="slack"):
+            return f"Nothing to approve: job `{short_id(job_id)}` is not waiting for approval."
+        await self.reporter().refresh_parents(await self.store.view(job_id, with_events=False))
+        return f"Plan approved; job `{short_id(job_id)}` starts coding."
+
+    async def thread_reply(self, *, channel: str, user: str, thread_ts: str, text: str) -> str | None:
+        """A message in a job's thread: the answer to the job's question when the job waits for one and
+        the user may target its repository; what to tell the user, or None (a message like any other)."""
+        job = await self._waiting_in_thread(channel, thread_ts)
+        if job is None or (waiting_info(job.origin) or {}).get("kind") != "question" or not text.strip():
+            return None
+        if not await queries.may_target(
+            self.settings, self.store.sessions, channel=channel, user=user, repo=job.repo
+        ):
+            return (
+                f"Only people allowed `{job.repo}` can answer autodev's question; your reply was not taken."
+            )
+        if not await answer_question(
+            self.store, self.queue, job.id, text=text, by=f"slack:{user}", via="slack"
+        ):
+            return None  # answered a moment ago by someone else, or cancelled
+        await self.reporter().refresh_parents(await self.store.view(job.id, with_events=False))
+        return None
+
+    async def _waiting_in_thread(self, channel: str, thread_ts: str) -> Job | None:
+        """The waiting job whose thread in `channel` starts at `thread_ts` (few jobs wait at once)."""
+        for job in await waiting_jobs(self.store):
+            thread = (job.reporter_state or {}).get("slack", {}).get(f"thread:{channel}") or {}
+            if thread.get("ts") == thread_ts:
+                return job
+        return None
 
     async def cancel_command(self, command: CancelJob, *, channel: str, user: str) -> str:
         return await self.cancel(command.job_ref, channel=channel, user=user)

@@ -41,6 +41,19 @@ class ModelRefused(PermanentFailure):
         self.model = model
 
 
+class JobWaits(Exception):
+    """The job needs a person before it goes on: a question for them, or its plan to approve.
+
+    Not a failure: the runner moves the job to `waiting` and frees the worker (engine.pipeline.waiting)."""
+
+    def __init__(self, kind: str, text: str, *, timeout_hours: float, data: dict[str, object]) -> None:
+        super().__init__(f"waiting ({kind}): {text[:200]}")
+        self.kind = kind  # "question" | "approval"
+        self.text = text
+        self.timeout_hours = timeout_hours
+        self.data = data  # the data of the event that says what the job waits for
+
+
 class TransientFailure(Exception):
     """Retrying later may help (a service down or rate limited past our own retries)."""
 

@@ -3,7 +3,8 @@
 Each event is a row (seq, type, data). Types and their data:
 
 - submitted      {trigger, requester}
-- state          {state, reason?, limit?}                  queued/running/waiting/succeeded/failed/cancelled
+- state          {state, reason?, limit?, kind?, deadline?} queued/running/waiting/succeeded/failed/cancelled;
+                                                           waiting: kind question | approval, deadline (ISO)
 - phase          {phase, step?, of?}                       preparing, planning, coding, testing, publishing
 - resumed        {attempt}                                 a retried run picks up from its last checkpoint
 - plan           {steps: [{title, rationale, acceptance, files}]}
@@ -32,6 +33,10 @@ Each event is a row (seq, type, data). Types and their data:
 - reporter_error {reporter, on, seq, error}             a reporter could not show event `seq` (not published)
 - reporter_caught_up {reporter, seq}                    a later attempt showed the job's end after all
 - retrying       {reason, in_seconds}                     a transient failure: the queue runs the job again
+- question       {text, asked}                            the planner asks before planning (asked: 1, 2)
+- awaiting_approval {summary, steps}                      the plan waits for a writer's approval
+- answered       {text, by, via}                          the answer that resumed the job (via: github, slack)
+- approved       {by, via, amendment?}                    the plan's approval (via: comment, reaction, slack)
 - review_comment {n, addressed, reply}                    the coder's word on numbered review comment n
 - review_reply   {n, comment_id, addressed}               autodev answered that comment's thread on GitHub
 - review_resolved {n, comment_id, thread_id}              and resolved the thread (addressed comments only)
@@ -66,6 +71,10 @@ SETUP = "setup"
 REPORTER_ERROR = "reporter_error"
 REPORTER_CAUGHT_UP = "reporter_caught_up"
 RETRYING = "retrying"
+QUESTION = "question"
+AWAITING_APPROVAL = "awaiting_approval"
+ANSWERED = "answered"
+APPROVED = "approved"
 REVIEW_COMMENT = "review_comment"
 REVIEW_REPLY = "review_reply"
 REVIEW_RESOLVED = "review_resolved"

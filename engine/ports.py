@@ -23,6 +23,10 @@ class JobQueue(Protocol):
     async def enqueue_deliveries(self, delivery_ids: Sequence[str]) -> None:
         """Queue stored GitHub deliveries for the worker to decide (a queued id is not queued again)."""
 
+    async def forget(self, job_id: str) -> None:
+        """Drop what the queue keeps of the job's finished run, so the same id can be enqueued again (a job
+        that waited for an answer and now resumes)."""
+
 
 @runtime_checkable
 class DeliveryHandler(Protocol):
@@ -33,6 +37,14 @@ class DeliveryHandler(Protocol):
 
         Raises TransientFailure when trying again later may help (GitHub down); on the `last_try` it tells
         the user why nothing happened instead."""
+
+
+@runtime_checkable
+class ApprovalWatcher(Protocol):
+    """Finds approvals no event announces (GitHub sends no webhook for a 👍); asked by the reconciler."""
+
+    async def approver(self, view: JobView) -> str | None:
+        """Who approved the plan the job waits on (someone allowed to trigger jobs), or None yet."""
 
 
 @runtime_checkable

@@ -41,6 +41,12 @@ class RepoConfig(BaseModel):
     setup: list[str] | None = None
     # How many times autodev tries to fix a failing CI check on a pull request it opened; 0 turns it off.
     ci_fix_rounds: int = Field(default=2, ge=0, le=10)
+    # Whether the planner may ask one clarifying question instead of planning an ambiguous task.
+    questions: bool = True
+    # Whether a plan waits for a writer's approval (`@app go`, 👍, Slack's Approve) before coding starts.
+    plan_approval: bool = False
+    # A question or plan left unanswered this long cancels the job (with a note).
+    question_timeout_hours: float = Field(default=72.0, gt=0)
 
     @field_validator("setup", mode="before")
     @classmethod

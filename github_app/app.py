@@ -9,15 +9,17 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter
 
 from engine.errors import PermanentFailure
-from engine.ports import CodeHost, DeliveryHandler, JobQueue, Reporter
+from engine.ports import ApprovalWatcher, CodeHost, DeliveryHandler, JobQueue, Reporter
 from engine.settings import Settings
 from engine.store.deliveries import NewDelivery
 from engine.store.intake import Intake
 from engine.store.jobs import JobStore
 from engine.views import JobView
+from github_app.approvals import ReactionApprovals
 from github_app.client import GitHubApi
 from github_app.code_host import GitHubCodeHost
 from github_app.deliveries import DeliveryWork
+from github_app.permissions import Permissions
 from github_app.reporter import GitHubReporter
 from github_app.setup import setup_router
 from github_app.tally import DeliveryTally
@@ -43,6 +45,7 @@ class GitHubApp:
         # The web side stores deliveries (group commit); the worker side decides them (DeliveryWork).
         self.intake: Intake[NewDelivery] | None = None
         self.deliveries: DeliveryHandler | None = None
+        self.approvals: ApprovalWatcher | None = None  # 👍 on plans, polled by the reconciler
         if settings.github_configured:
             try:
                 self.api = GitHubApi(settings, redis)
@@ -54,10 +57,13 @@ class GitHubApp:
                 triggers = Triggers(settings, store, queue, self.api, redis)
                 self.intake = Intake.for_deliveries(store.deliveries, queue)
                 self.deliveries = DeliveryWork(triggers, store.deliveries)
+                self.approvals = ReactionApprovals(self.api, Permissions(self.api, redis))
         else:
             log.info("GitHub App not configured (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET)")
         self.triggers = triggers
         self.reporter = GitHubReporter(self.api, store, settings) if self.api else None
+        if triggers is not None:
+            triggers.reporter = self.reporter
         # Deliveries by event and answer, for /metrics (autodev_webhook_requests_total).
         self.webhook_counts = DeliveryTally(store.sessions)
         self.router = APIRouter()

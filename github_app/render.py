@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.llm.money import usd
 from engine.store.models import JobState
+from engine.store.waits import waiting_info
 from engine.views import JobView, StepView
 
 MARKS = {"done": "✅", "running": "🔄", "failed": "❌", "skipped": "⏭️", "refused": "🚫"}
@@ -43,10 +44,14 @@ def cost_line(view: JobView) -> str:
 
 
 def status_line(view: JobView) -> str:
+    if view.state is JobState.WAITING and (info := waiting_info(view.origin)) is not None:
+        return "Waiting for an answer" if info["kind"] == "question" else "Waiting for approval of the plan"
     if view.state is JobState.RUNNING:
         return f"Running — {view.phase or 'starting'}"
     if view.state is JobState.FAILED:
         return f"Failed: {view.failure_reason or 'unknown reason'}"
+    if view.state is JobState.CANCELLED and view.failure_reason:
+        return f"Cancelled: {view.failure_reason}"
     return view.state.value.capitalize()
 
 
@@ -83,6 +88,13 @@ def next_steps(view: JobView, slug: str) -> str:
 def comment_body(view: JobView, public_url: str, slug: str) -> str:
     round_ = f"{view.round} · " if view.round else ""
     parts = [COMMENT_MARKER, f"### autodev · {round_}{status_line(view)}", checklist(view)]
+    if view.state is JobState.WAITING and (info := waiting_info(view.origin)) is not None:
+        if info["kind"] == "question":
+            parts.append(f"❓ {quote(str(info['text']))}\n\nAnswer in a comment on this issue.")
+        else:
+            parts.append(
+                f"The plan waits for approval: comment `@{slug} go` or react 👍 to the plan's comment."
+            )
     if view.sandbox_notice:
         parts.append(f"⚠️ {view.sandbox_notice}")
     parts.append(f"Cost: {cost_line(view)}")
@@ -92,3 +104,37 @@ def comment_body(view: JobView, public_url: str, slug: str) -> str:
         parts.append(hint)
     parts.append(f"[Details]({job_url(public_url, view)})")
     return "\n\n".join(parts)
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+
+
+def wait_comment(view: JobView, info: dict[str, object], public_url: str, slug: str) -> str:
+    """The comment that asks the job's question, or shows its plan for approval: a new comment each
+    time, so the people on the issue are notified (the sticky comment is only edited)."""
+    who = f"@{view.requester} " if view.trigger.startswith("github") else ""
+    deadline = str(info.get("deadline", ""))[:16].replace("T", " ")
+    cancel = f"`@{slug} cancel` stops the job; unanswered, it is cancelled at {deadline} UTC."
+    if info.get("kind") == "question":
+        return "\n\n".join(
+            [
+                f"{who}Before planning this, autodev has a question:",
+                quote(str(info.get("text", ""))),
+                "Answer in a comment on this issue (someone with write access): the first answer resumes "
+                "the job, and the planner is given it.",
+                cancel,
+            ]
+        )
+    summary = (view.plan or {}).get("summary") or ""
+    return "\n\n".join(
+        [
+            f"{who}autodev's plan for this is ready and waits for approval before any code is written:",
+            *([quote(str(summary))] if summary else []),
+            checklist(view),
+            f"To start coding, comment `@{slug} go` (text after it amends the plan and is given to the "
+            "coder) or react 👍 to this comment (someone with write access).",
+            cancel,
+            f"[Job page]({job_url(public_url, view)})",
+        ]
+    )

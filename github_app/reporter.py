@@ -14,9 +14,10 @@ from engine.ports import JobEventView
 from engine.settings import Settings
 from engine.store.jobs import JobStore
 from engine.store.models import JobState
+from engine.store.waits import waiting_info
 from engine.views import JobView
 from github_app.client import GitHubApi
-from github_app.render import check_summary, check_title, comment_body, job_url
+from github_app.render import check_summary, check_title, comment_body, job_url, wait_comment
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class GitHubReporter:
             await self.save(view, reacted=True)
         if (number := view.origin.get("issue_number") or view.issue_number) is not None:
             await self.sticky_comment(view, int(number), mine)
+            await self.ask(view, int(number), mine)
         await self.check_run(view, event, mine)
 
     async def react(self, view: JobView) -> None:
@@ -130,6 +132,20 @@ class GitHubReporter:
             view.installation_id, "POST", f"/repos/{view.repo}/issues/{number}/comments", json={"body": body}
         )
         await self.save(view, comment_id=created["id"])
+
+    async def ask(self, view: JobView, number: int, mine: dict[str, Any]) -> None:
+        """A waiting job's question or plan, as a comment of its own, once per wait; its id is kept (the
+        reconciler reads the 👍 reactions on a plan's comment)."""
+        info = waiting_info(view.origin)
+        if view.state is not JobState.WAITING or info is None or mine.get("wait_comment_for") == info["id"]:
+            return
+        body = wait_comment(view, info, self.settings.public_url, await self.slug())
+        created = await self.api.request(
+            view.installation_id, "POST", f"/repos/{view.repo}/issues/{number}/comments", json={"body": body}
+        )
+        await self.save(
+            view, wait_comment_id=created["id"], wait_comment_for=info["id"], wait_kind=info["kind"]
+        )
 
     async def check_run(self, view: JobView, event: JobEventView | None, mine: dict[str, Any]) -> None:
         sha = head_sha(view, event, mine)

@@ -14,13 +14,16 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from githubkit.exception import GraphQLFailed, RequestFailed
 
+from engine import events
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
 from engine.pipeline.review import review_origin, review_task
-from engine.ports import JobQueue
+from engine.pipeline.waiting import answer_question, approve_plan
+from engine.ports import JobQueue, Reporter
 from engine.settings import Settings
 from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
-from engine.store.models import JobKind, JobState
+from engine.store.models import Job, JobKind, JobState
+from engine.store.waits import waiting_info, waiting_on
 from github_app.ci_failures import CiFailures, worth_storing_ci
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BRANCH_PREFIX = "autodev/"
 MAX_REVIEW_COMMENTS = 30
+NOT_ADDRESSED = "not addressed to autodev"
+# The verbs `@slug <verb>` means; any other mention on an issue whose job asked a question is an answer.
+VERBS = frozenset({"implement", "revise", "cancel", "retry", "stop", "help", "go"})
 HELP = (
     "Commands (people with write access to this repository):\n"
     "- on an issue: `@{slug} implement` (or add the `{label}` label) starts a job;\n"
@@ -50,6 +56,8 @@ HELP = (
     "`@{slug} cancel` stops its running job, `@{slug} retry` starts a failed one again, "
     "`@{slug} stop` ends the rounds of fixing its failing CI (and cancels a fix under way); a review with "
     "inline comments (or one inline comment mentioning `@{slug}`) is answered in one job, thread by thread;\n"
+    "- when a job asks a question, any comment on the issue answers it; when its plan waits for approval, "
+    "`@{slug} go [changes to the plan]` (or a 👍 on the plan's comment) starts the coding;\n"
     "- `@{slug} help` shows this list."
 )
 
@@ -72,7 +80,7 @@ def worth_storing(
     if isinstance(event, IssueCommentEvent):
         if event.action != "created":
             return f"issue_comment.{event.action}"
-        return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
+        return None if find_command(event.comment.body or "", slug) else NOT_ADDRESSED
     if isinstance(event, ReviewEvent):
         # Whether it has inline comments takes a GitHub call: the worker reads them.
         if event.action != "submitted":
@@ -113,6 +121,8 @@ class Triggers:
         # Concurrent deliveries handled by the worker share their job inserts and queue round trips.
         self.intake = Intake.for_jobs(store, queue)
         self.ci = CiFailures(api, store, self.intake, self.replies, settings.secret_values())
+        # Set by GitHubApp: shows a job that ends here, without a worker (cancelled while waiting).
+        self.reporter: Reporter | None = None
 
     async def dispatch(self, event: Event, delivery: str) -> Outcome:
         if isinstance(event, IssuesEvent):
@@ -141,14 +151,20 @@ class Triggers:
     async def issue_comment(self, event: IssueCommentEvent, delivery: str) -> Outcome:
         slug = await self.github("reading the App's name", self.api.slug())
         command = find_command(event.comment.body or "", slug)
+        number = event.issue.number
+        if command is None or command.verb not in VERBS:
+            waiting = await waiting_on(self.store, self.repo(event), number)
+            if waiting is not None and (waiting_info(waiting.origin) or {}).get("kind") == "question":
+                return await self.answer(event, waiting)
         if command is None:
             return Outcome("not addressed to autodev")
-        number = event.issue.number
         if not await self.authorized(event, reply_on=number, command=command, slug=slug):
             return Outcome(f"refused {command.verb}: the sender may not use autodev")
         if command.verb == "help":
             await self.reply(event, number, self.help_text(slug))
             return Outcome("replied: help")
+        if command.verb == "go":
+            return await self.go(event, number, command.rest)
         origin = {"reaction": ["comment", event.comment.id], "comment_id": event.comment.id}
         if event.issue.pull_request is None:
             if command.verb == "implement":
@@ -306,6 +322,38 @@ class Triggers:
 
     # -- actions on existing jobs -----------------------------------------------------------------
 
+    async def answer(self, event: IssueCommentEvent, job: Job) -> Outcome:
+        """A comment on an issue whose job asked a question: a writer's answers it, anyone else's is a
+        comment like any other (no reply: people talk on issues)."""
+        if not await self.authorized(event, reply_on=None):
+            return Outcome("a comment by someone who may not answer autodev's question", job.id)
+        by = f"@{self.sender(event)}"
+        if await answer_question(
+            self.store, self.queue, job.id, text=event.comment.body or "", by=by, via="github"
+        ):
+            await self.acknowledge(event)
+            return Outcome("answered the job's question", job.id)
+        return Outcome("the job no longer waits for an answer", job.id)
+
+    async def acknowledge(self, event: IssueCommentEvent) -> None:
+        """👀 on the comment that was taken as the answer, so its author sees it was (cosmetic)."""
+        path = f"/repos/{self.repo(event)}/issues/comments/{event.comment.id}/reactions"
+        try:
+            await self.request(event, "POST", path, json={"content": "eyes"})
+        except (RequestFailed, GitHubUnavailable) as exc:
+            log.warning("could not react to the answer: %s", exc)
+
+    async def go(self, event: IssueCommentEvent, number: int, amendment: str) -> Outcome:
+        """`@slug go [changes]`: approve the plan of the job waiting on this issue or pull request."""
+        job = await waiting_on(self.store, self.repo(event), number)
+        if job is None or (waiting_info(job.origin) or {}).get("kind") != "approval":
+            await self.reply(event, number, "No autodev plan here is waiting for approval.")
+            return Outcome("go: no plan waits for approval")
+        by = f"@{self.sender(event)}"
+        if await approve_plan(self.store, self.queue, job.id, by=by, via="comment", amendment=amendment):
+            return Outcome("plan approved", job.id)
+        return Outcome("go: the plan no longer waits for approval", job.id)
+
     async def job_action(self, event: Event, verb: str, job_id: str | None, number: int | None) -> Outcome:
         if job_id is None:
             if number is not None:
@@ -314,7 +362,9 @@ class Triggers:
         by = f"github:{self.sender(event)}"
         try:
             if verb == "cancel":
-                await cancel_job(self.store, self.queue, job_id, by=by)
+                job = await cancel_job(self.store, self.queue, job_id, by=by)
+                if JobState(job.state).terminal:  # it ended at once (queued or waiting): no worker shows it
+                    await self.show_end(job_id)
                 return Outcome("cancel requested", job_id)
             if verb == "retry":
                 job, _ = await retry_job(self.store, self.queue, job_id, by=by)
@@ -343,6 +393,18 @@ class Triggers:
             text += f" Cancelled the fix under way ({', '.join(cancelled)})."
         await self.reply(event, number, text)
         return Outcome(f"CI fixes stopped; {len(cancelled)} cancelled")
+
+    async def show_end(self, job_id: str) -> None:
+        """Render a job that ended without a worker (cancelled while queued or waiting) on GitHub."""
+        if self.reporter is None:
+            return
+        view = await self.store.view(job_id)
+        ending = next((e for e in reversed(view.events) if e.type == events.STATE), None)
+        if ending is not None:
+            try:
+                await self.reporter.on_event(view, ending)
+            except Exception:  # cosmetic: the job page shows the end either way
+                log.warning("could not show the cancelled job on GitHub", exc_info=True)
 
     async def latest_job(self, event: Event, *, branch: str = "", issue: int = 0) -> str | None:
         """The newest job on this PR's branch or for this issue (a retry is newer than what it retried)."""

@@ -26,6 +26,7 @@ from engine.settings import Settings
 from engine.store.deliveries import NewDelivery
 from engine.store.intake import Intake
 from engine.store.jobs import JobStore
+from engine.store.waits import waits_on
 from github_app import manifest
 from github_app.ci_failures import is_ci_result
 from github_app.client import GitHubApi
@@ -38,7 +39,7 @@ from github_app.payloads import (
     ReviewCommentEvent,
 )
 from github_app.tally import DeliveryTally
-from github_app.triggers import worth_storing
+from github_app.triggers import NOT_ADDRESSED, worth_storing
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,16 @@ def webhook_router(
         # Only comments name it.
         slug = api.known_slug() if isinstance(event, IssueCommentEvent | ReviewCommentEvent) else None
         if (reason := worth_storing(name, event, label=label, slug=slug, app_id=app_id)) is not None:
-            return answer(202, ignored=reason)
+            if reason != NOT_ADDRESSED or not isinstance(event, IssueCommentEvent):
+                return answer(202, ignored=reason)
+            # A plain comment may answer the question of a job waiting on its issue: one indexed lookup.
+            try:
+                waiting = await waits_on(store, event.repository.full_name, event.issue.number)
+            except DATABASE_ERRORS:
+                log.exception("database unavailable while looking for a waiting job")
+                return answer(503, error="database unavailable, please redeliver")
+            if not waiting:
+                return answer(202, ignored=reason)
         delivery = request.headers.get("x-github-delivery", "")
         if not delivery or len(delivery) > MAX_DELIVERY_ID or not delivery.isprintable():
             return answer(400, error="missing or malformed X-GitHub-Delivery")

@@ -14,6 +14,7 @@ from engine import events
 from engine.pipeline.actions import ActionRefused, cancel_job, retry_job
 from engine.store.jobs import JobNotFound
 from engine.store.models import JobKind, JobState
+from engine.store.waits import waiting_info
 from engine.views import JobView
 from web.access import OPERATOR_COOKIE, safe_next
 from web.context import WebContext
@@ -60,6 +61,24 @@ def instructions_read(job: JobView) -> list[dict[str, Any]]:
     return told
 
 
+def conversation(job: JobView) -> list[dict[str, str]]:
+    """The job's questions and plans put to people, and their answers and approvals, in order."""
+    said = []
+    for event in job.events:
+        data = event.data
+        if event.type == events.QUESTION:
+            said.append({"kind": "question", "who": "autodev asked", "text": str(data.get("text", ""))})
+        elif event.type == events.AWAITING_APPROVAL:
+            said.append({"kind": "approval", "who": "autodev asked for approval of the plan", "text": ""})
+        elif event.type == events.ANSWERED:
+            who = f"{data.get('by')} answered ({data.get('via')})"
+            said.append({"kind": "answered", "who": who, "text": str(data.get("text", ""))})
+        elif event.type == events.APPROVED:
+            who = f"{data.get('by')} approved the plan ({data.get('via')})"
+            said.append({"kind": "approved", "who": who, "text": str(data.get("amendment") or "")})
+    return said
+
+
 def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str | None) -> dict[str, Any]:
     operator = ctx.access.operator(request) is not None
     steps = [
@@ -89,6 +108,8 @@ def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str 
         "events": [{"seq": e.seq, "type": e.type, "fields": fields_of(e.data)} for e in job.events],
         "diagnostics": [fields_of(d) for d in job.context_diagnostics],
         "told": instructions_read(job),
+        "conversation": conversation(job),
+        "waiting": waiting_info(job.origin) if job.state is JobState.WAITING else None,
         "stream_url": job_url(job.id, link_token, "/stream")
         + ("&" if link_token else "?")
         + urlencode({"since": fingerprint(job, last_seq)}),

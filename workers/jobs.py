@@ -20,6 +20,7 @@ from arq.jobs import JobStatus
 from engine import events, logctx
 from engine.errors import TransientFailure
 from engine.pipeline import run as runner
+from engine.pipeline.waiting import expire_waits, poll_approvals
 from engine.settings import Settings
 from engine.store.models import JobState, utcnow
 from workers.deliveries import reconcile_deliveries
@@ -125,7 +126,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     its last try; show ends that a reporter missed."""
     deps: runner.EngineDeps = ctx["deps"]
     queue: ArqJobQueue = ctx["queue"]
-    counts = {"enqueued": 0, "failed": 0, "revived": 0, "reported": 0}
+    counts = {"enqueued": 0, "failed": 0, "revived": 0, "reported": 0, "expired": 0, "approved": 0}
     now = utcnow()
     for job_id in await deps.store.ids_in_state(JobState.QUEUED, JobState.RUNNING):
         status = await queue.status(job_id)
@@ -158,6 +159,9 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
             await queue.enqueue(job_id)
             counts["enqueued"] += 1
     counts["reported"] = await catch_up_reporters(deps, queue)
+    # Waiting jobs are never enqueued here: an answer or an approval does that; past their deadline they end.
+    counts["expired"] = await expire_waits(deps)
+    counts["approved"] = await poll_approvals(deps, ctx.get("approvals"))
     counts |= await reconcile_deliveries(deps.store, queue)
     if any(counts.values()):
         log.info("reconciled jobs: %s", counts)

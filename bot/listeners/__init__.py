@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands
+from bot.listeners import actions, commands, messages
 from bot.service import SlackService
 from bot.tasks import TaskGroup
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, service: SlackService, tasks: TaskGroup) -> None:
     commands.register(app, service, tasks)
     actions.register(app, service, tasks)
+    messages.register(app, service, tasks)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

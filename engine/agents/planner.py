@@ -16,6 +16,24 @@ log = logging.getLogger(__name__)
 
 MAX_REPAIRS = 2
 PLAN_MAX_TOKENS = 4096
+MAX_QUESTION_CHARS = 2000
+# Said to the planner only when it may ask (the repository allows it and the job has not asked too often).
+MAY_ASK = (
+    "\n\n# If the task is ambiguous\nWhen the task cannot be planned without a decision only the requester "
+    'can make, you may instead answer with one JSON object `{"question": "..."}`: a single, short '
+    "question. Ask only when guessing would likely waste the work; otherwise plan with stated assumptions."
+)
+NO_MORE_QUESTIONS = (
+    "You cannot ask a question now. Plan the task with reasonable assumptions and state them in the summary."
+)
+
+
+class PlannerQuestion(ValueError):
+    """The planner asked the requester a question instead of planning; `text` is the question."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 class PlanStep(BaseModel):
@@ -41,13 +59,22 @@ def parse_plan(text: str | None) -> Plan:
         if start < 0 or end < start:
             raise ValueError("no JSON object found in the answer")
         raw = raw[start : end + 1]
-    return Plan.model_validate(json.loads(raw))
+    data = json.loads(raw)
+    if isinstance(data, dict) and set(data) == {"question"}:
+        question = str(data["question"]).strip()
+        if question:
+            raise PlannerQuestion(question[:MAX_QUESTION_CHARS])
+    return Plan.model_validate(data)
 
 
-async def make_plan(llm: LLMClient, rules: AgentRules, *, conventions: str, task: str, context: str) -> Plan:
+async def make_plan(
+    llm: LLMClient, rules: AgentRules, *, conventions: str, task: str, context: str, may_ask: bool = False
+) -> Plan:
+    """The plan; with `may_ask`, PlannerQuestion when the model asks one question instead."""
+    ask = MAY_ASK if may_ask else ""
     messages = [
         {"role": "system", "content": rules.system_prompt("planner", conventions)},
-        {"role": "user", "content": f"# Task\n{task}\n\n# Repository context\n{context}"},
+        {"role": "user", "content": f"# Task\n{task}{ask}\n\n# Repository context\n{context}"},
     ]
     for attempt in range(MAX_REPAIRS + 1):
         try:
@@ -61,6 +88,19 @@ async def make_plan(llm: LLMClient, rules: AgentRules, *, conventions: str, task
             ) from exc
         try:
             return parse_plan(reply.content)
+        except PlannerQuestion as asked:
+            if may_ask:
+                raise
+            # Asked anyway: repaired like any other answer that is not a plan.
+            if attempt == MAX_REPAIRS:
+                raise PermanentFailure(
+                    f"the planner asked a question it may not ask: {asked.text}"
+                ) from asked
+            messages += [
+                {"role": "assistant", "content": reply.content or ""},
+                {"role": "user", "content": NO_MORE_QUESTIONS},
+            ]
+            continue
         except (ValueError, ValidationError) as exc:
             problem = _describe(exc)
             log.info("plan rejected (attempt %d): %s", attempt + 1, problem)

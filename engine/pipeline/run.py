@@ -17,11 +17,13 @@ from engine.errors import (
     JobCancelled,
     JobNotFound,
     JobStopped,
+    JobWaits,
     LimitReached,
     TransientFailure,
 )
 from engine.llm.caps import cap_refusal
 from engine.pipeline.jobrun import EngineDeps, JobRun
+from engine.pipeline.waiting import wait_for
 from engine.pipeline.work import run_pipeline
 from engine.states import JobState
 from engine.store.conversations import CI_TRIGGER, WaitingBehind
@@ -47,8 +49,8 @@ async def _run_job(job_id: str, deps: EngineDeps) -> JobState:
         log.warning("job %s not found; nothing to run", job_id, extra={"job_id": job_id})
         return JobState.FAILED
     state = JobState(job.state)
-    if state.terminal:
-        return state
+    if state.terminal or state is JobState.WAITING:
+        return state  # a waiting job runs again only once it is answered (and queued)
     attributes = {
         "autodev.job_id": job_id,
         "autodev.repo": job.repo,
@@ -98,6 +100,8 @@ async def _claim_and_run(job_id: str, deps: EngineDeps, job: Job, state: JobStat
         await pipeline(run)
     except JobCancelled as exc:
         return await _finish(run, JobState.CANCELLED, exc.reason)
+    except JobWaits as exc:
+        return await wait_for(run, exc)
     except LimitReached as exc:
         return await _finish(run, JobState.FAILED, exc.reason, {"limit": exc.limit})
     except JobStopped as exc:

@@ -13,9 +13,9 @@ from typing import Any
 
 from engine import events, tracing
 from engine.agents.instructions import as_prompt, instruction_files
-from engine.agents.planner import Plan, make_plan
+from engine.agents.planner import Plan, PlannerQuestion, make_plan
 from engine.agents.rules import AgentRules, load_agent_rules
-from engine.errors import JobStopped, LimitReached, ModelRefused, PermanentFailure, TransientFailure
+from engine.errors import JobStopped, JobWaits, LimitReached, ModelRefused, PermanentFailure, TransientFailure
 from engine.llm.budget import BudgetGuard
 from engine.llm.client import LLMClient
 from engine.pipeline.environment import JobEnvironment
@@ -23,10 +23,12 @@ from engine.pipeline.jobrun import JobRun
 from engine.pipeline.publish import Publisher
 from engine.pipeline.review import answer_review
 from engine.pipeline.step import JobContext, build_context, run_step, task_text
+from engine.pipeline.waiting import may_wait, needs_approval
 from engine.ports import GitRemote
 from engine.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from engine.store.models import Job, JobKind, StepState
 from engine.store.reads import job_view
+from engine.store.waits import MAX_QUESTIONS, questions_asked
 from engine.workspace.commands import command_runner, detect_test_command
 from engine.workspace.git import Workspace, branch_name
 from engine.workspace.sandbox import CommandRunner, SandboxUnavailable
@@ -158,16 +160,31 @@ async def _sandbox(
 
 
 async def _plan(jc: JobContext) -> tuple[Plan, bool]:
-    """The job's plan, and whether it was made just now."""
-    job = jc.job
+    """The job's plan, and whether it was made just now. JobWaits when the planner asks a question, or
+    when the plan waits for approval (made now, or saved by a run that stopped before it could wait)."""
+    job, config = jc.job, jc.config
     if job.plan:  # a resumed job keeps the plan its done steps were made for
-        return Plan.model_validate(job.plan), False
+        plan = Plan.model_validate(job.plan)
+        _approved_or_wait(jc, plan)
+        return plan, False
     await jc.run.set_phase("planning", unless_cancelled=True)
+    may_ask = config.questions and may_wait(job) and questions_asked(job.origin) < MAX_QUESTIONS
     with tracing.span("autodev.plan", {"autodev.job_id": job.id}) as span:
         context = await build_context(jc, query=f"{job.title}\n{job.task}", step_index=None, named=[])
-        plan = await make_plan(
-            jc.llm, jc.rules, conventions=as_prompt(jc.instructions), task=task_text(job), context=context
-        )
+        try:
+            plan = await make_plan(
+                jc.llm,
+                jc.rules,
+                conventions=as_prompt(jc.instructions),
+                task=task_text(job),
+                context=context,
+                may_ask=may_ask,
+            )
+        except PlannerQuestion as asked:
+            data = {"text": asked.text, "asked": questions_asked(job.origin) + 1}
+            raise JobWaits(
+                "question", asked.text, timeout_hours=config.question_timeout_hours, data=data
+            ) from None
         span.set({"autodev.plan.steps": len(plan.steps)})
     data = plan.model_dump()
     steps = {
@@ -176,7 +193,14 @@ async def _plan(jc: JobContext) -> tuple[Plan, bool]:
     }
     # The plan, its event and its steps: one transaction.
     await jc.run.emit(events.PLAN, {"steps": data["steps"]}, fields={"plan": data}, steps=steps)
+    _approved_or_wait(jc, plan)
     return plan, True
+
+
+def _approved_or_wait(jc: JobContext, plan: Plan) -> None:
+    if needs_approval(jc.job, jc.config.plan_approval):
+        data = {"summary": plan.summary, "steps": len(plan.steps)}
+        raise JobWaits("approval", plan.summary, timeout_hours=jc.config.question_timeout_hours, data=data)
 
 
 async def _committed_steps(jc: JobContext) -> int:

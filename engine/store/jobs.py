@@ -298,8 +298,9 @@ class JobStore(CostLedger, JobReads, FollowUps):
                 return job, False
             job.cancel_requested = True
             await self._append(session, job_id, events.CANCEL_REQUESTED, {"by": by})
-        if JobState(job.state) is JobState.QUEUED:
-            # A worker may have picked it up meanwhile; then it sees the flag at its next check.
+        if JobState(job.state) in (JobState.QUEUED, JobState.WAITING):
+            # Nothing runs a waiting job; a queued one a worker may have picked up meanwhile (it then sees
+            # the flag at its next check).
             with contextlib.suppress(IllegalTransition):
                 await self.transition(job_id, JobState.CANCELLED, reason=f"cancelled by {by}")
         return await self.get(job_id), True

@@ -11,7 +11,7 @@ import pytest
 from autodev import cmd_run
 from engine import tracing
 from tests.conftest import make_settings
-from tests.engine.conftest import git, make_project, plan
+from tests.engine.conftest import TEST_COMMAND, git, make_project, plan
 from tests.support.fake_llm import FakeLLM
 from tests.support.otlp_collector import Collector
 
@@ -48,6 +48,24 @@ async def test_a_run_leaves_a_branch_and_prints_plan_steps_tokens_and_dollars(
     assert "tokens:" in out and "$0.0" in out and "succeeded" in out
     branch = next(line.split()[3] for line in out.splitlines() if line.startswith("branch left behind"))
     assert git(project, "show", f"{branch}:README.md") == "# calc\n"
+
+
+async def test_a_local_run_never_asks_nor_waits_for_approval_nobody_could_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: with `plan_approval: true` a local run would wait for ever."""
+    config = f"test_command: {TEST_COMMAND!r}\nplan_approval: true\n"
+    project = make_project(tmp_path / "project", extra={".github/autodev.yml": config})
+    async with FakeLLM() as llm:
+        settings = make_settings(tmp_path, openai_base_url=llm.base_url, openai_api_key="sk-cli-test-123")
+        llm.reply_json(plan("Add a readme"))
+        llm.reply_tool_calls(("create_file", {"path": "README.md", "content": "# calc\n"}))
+        llm.reply_text("Added.")
+        args = parse("--repo", str(project), "Add a README")
+        code = await asyncio.to_thread(args.handler, args, settings)
+    out = capsys.readouterr().out
+    assert code == 0 and "succeeded" in out, out
+    assert "# If the task is ambiguous" not in str(llm.requests[0]["messages"])
 
 
 async def test_a_run_from_the_default_relative_data_dir_succeeds_and_shows_progress_as_it_goes(

@@ -92,6 +92,32 @@ class SlackClient:
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, self.signed(body))
 
+    async def thread_reply(
+        self, text: str, *, thread_ts: str, user: str = USER, channel: str = CHANNEL
+    ) -> httpx.Response:
+        """A person's reply in a thread, as the Events API sends it (`message.channels`)."""
+        number = next(self.trigger_ids)
+        event = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": f"1700009999.{number:06d}",
+            "thread_ts": thread_ts,
+            "channel_type": "channel",
+        }
+        envelope = {
+            "token": "legacy",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": f"Ev{number:08d}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        body = json.dumps(envelope)
+        return await self.post(body, {**self.signed(body), "content-type": "application/json"})
+
 
 def slack_settings(tmp_path: Path, database_url: str, fake: FakeSlack, **overrides: Any) -> Settings:
     values: dict[str, Any] = {

@@ -84,3 +84,19 @@ def test_subcommands(text: str, expected: object) -> None:
 def test_bad_input_raises_a_readable_error(text: str) -> None:
     with pytest.raises(CommandError):
         _parse(text)
+
+
+def test_approve_asks_for_the_plan_to_wait_and_is_not_part_of_the_task() -> None:
+    parsed = _parse("octo/app --approve Add caching --budget 2")
+    assert parsed == StartJob(
+        repo="octo/app", task="Add caching", title="Add caching", budget_usd=2.0, approve=True
+    )
+    assert _parse("octo/app#7 --approve") == StartJob(
+        repo="octo/app",
+        task="Resolve issue #7 of octo/app.",
+        title="Issue #7",
+        issue_number=7,
+        approve=True,
+    )
+    plain = _parse("octo/app Add an --approved-by field")
+    assert isinstance(plain, StartJob) and not plain.approve and plain.task == "Add an --approved-by field"

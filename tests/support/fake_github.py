@@ -23,6 +23,8 @@
   `head.sha` is its branch's tip there, `GET …/contents/{path}?ref=` the file at that ref.
 - Installation tokens: `POST /app/installations/{id}/access_tokens` → `token_for(id)`, valid one hour.
 - `manifest_codes[code] = {...}`: what `POST /app-manifests/{code}/conversions` returns (once).
+- `react(full_name, comment_id, login, content="+1")`: someone's reaction on a comment, which
+  `GET …/issues/comments/{id}/reactions[?content=+1]` lists (GitHub sends no webhook for reactions).
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ class FakeGitHub:
     def calls_to(self, method: str, path: str) -> list[Call]:
         pattern = re.compile(path)
         return [c for c in self.calls if c.method == method and pattern.fullmatch(c.path)]
+
+    def react(self, full_name: str, comment_id: int, login: str, content: str = "+1") -> None:
+        path = f"/repos/{full_name}/issues/comments/{comment_id}/reactions"
+        row = {"id": self.next_id(), "content": content, "path": path, "user": _user(login)}
+        self.repos[full_name].reactions.append(row)
 
     def add_review_comment(
         self,
@@ -288,6 +295,16 @@ async def reaction(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response
     row = {"id": gh.next_id(), "content": call.json["content"], "path": call.path}
     gh.repo(m).reactions.append(row)
     return web.json_response(row, status=201)
+
+
+async def list_reactions(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
+    content = call.query.get("content")
+    rows = [
+        {"id": r["id"], "content": r["content"], "user": r.get("user") or _user(f"{gh.app_slug}[bot]", "Bot")}
+        for r in gh.repo(m).reactions
+        if r["path"] == call.path and (content is None or r["content"] == content)
+    ]
+    return web.json_response(rows)
 
 
 async def list_pulls(gh: FakeGitHub, m: re.Match[str], call: Call) -> web.Response:
@@ -482,6 +499,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("PATCH", _REPO + r"/issues/comments/(?P<id>\d+)", edit_comment),
         ("POST", _REPO + r"/issues/(?P<number>\d+)/reactions", reaction),
         ("POST", _REPO + r"/issues/comments/(?P<id>\d+)/reactions", reaction),
+        ("GET", _REPO + r"/issues/comments/(?P<id>\d+)/reactions", list_reactions),
         ("GET", _REPO + r"/pulls", list_pulls),
         ("POST", _REPO + r"/pulls", create_pull),
         ("GET", _REPO + r"/pulls/(?P<number>\d+)", get_pull),

@@ -10,6 +10,7 @@ class RecordingQueue:
         self.enqueued: list[str] = []
         self.aborted: list[str] = []
         self.deliveries: list[str] = []
+        self.forgotten: list[str] = []
         self.fail_with = fail_with  # set it to make every enqueue raise, as a queue that is down
 
     async def enqueue(self, job_id: str) -> None:
@@ -28,3 +29,6 @@ class RecordingQueue:
 
     async def abort(self, job_id: str) -> None:
         self.aborted.append(job_id)
+
+    async def forget(self, job_id: str) -> None:
+        self.forgotten.append(job_id)

@@ -16,7 +16,12 @@ from tests.workers.conftest import burst_worker, worker_ctx
 from workers.jobs import reconcile
 from workers.queue import ArqJobQueue
 
-NO_DELIVERIES = {"deliveries_enqueued": 0, "deliveries_purged": 0}
+NO_DELIVERIES = {
+    "deliveries_enqueued": 0,
+    "deliveries_purged": 0,
+    "expired": 0,
+    "approved": 0,
+}  # and no waits
 
 
 async def submit(store: JobStore, key: str, *, age: timedelta = timedelta(0)) -> str:
