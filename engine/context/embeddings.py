@@ -12,13 +12,15 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from engine.context.index import RepoIndex
 from engine.errors import JobCancelled, JobStopped, TransientFailure
-from engine.llm.client import LLMClient
+
+if TYPE_CHECKING:  # the parse workers import this package: openai's import alone costs them ~1.2 s each
+    from engine.llm.client import LLMClient
 
 log = logging.getLogger(__name__)
 

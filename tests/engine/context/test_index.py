@@ -1,5 +1,7 @@
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.context import ContextEngine
@@ -201,3 +203,12 @@ async def test_a_symlink_out_of_the_tree_is_never_read(tmp_path: Path) -> None:
         index, _ = await ContextEngine(tmp_path / f"cache-{name}").index(tmp_path / "repo", f"acme/{name}")
         assert list(index.files) == ["app.py"], name
         assert "sk" not in {t for entry in index.files.values() for t in entry.terms}
+
+
+def test_the_parse_workers_import_neither_the_llm_client_nor_the_database() -> None:
+    """Each spawned parse worker imports engine.context.parse; openai and SQLAlchemy would cost it ~1.5 s of
+    imports and slow every parse after it (a larger heap for the collector to walk)."""
+    probe = "import engine.context.parse, sys; print(sorted({'openai', 'sqlalchemy', 'numpy'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, check=True)
+    assert done.stdout.strip() == "[]"
