@@ -79,6 +79,20 @@ def conversation(job: JobView) -> list[dict[str, str]]:
     return said
 
 
+def waiting_behind(job: JobView) -> str | None:
+    """What a queued job waits for on its pull request's branch (one conversation per PR): the latest
+    `waiting_behind` event, unless the job has changed state since."""
+    if job.state is not JobState.QUEUED:
+        return None
+    for event in reversed(job.events):
+        if event.type == events.STATE:
+            return None
+        if event.type == events.WAITING_BEHIND:
+            text = str(event.data.get("text") or f"waiting for job {event.data.get('job_id')} on this branch")
+            return text[:1].upper() + text[1:]
+    return None
+
+
 def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str | None) -> dict[str, Any]:
     operator = ctx.access.operator(request) is not None
     steps = [
@@ -110,6 +124,7 @@ def job_page_values(ctx: WebContext, request: Request, job: JobView, token: str 
         "told": instructions_read(job),
         "conversation": conversation(job),
         "waiting": waiting_info(job.origin) if job.state is JobState.WAITING else None,
+        "behind": waiting_behind(job),
         "stream_url": job_url(job.id, link_token, "/stream")
         + ("&" if link_token else "?")
         + urlencode({"since": fingerprint(job, last_seq)}),

@@ -6,6 +6,7 @@ import re
 
 import httpx
 
+from engine import events
 from engine.store.jobs import JobStore
 from engine.store.models import CostEntry, JobState
 from tests.web.conftest import running_job, submit
@@ -204,3 +205,17 @@ async def test_the_page_shows_the_setup_its_commands_and_its_log(
         "reused: prepared by an earlier job, with network" in page
         and "this job reused the environment" in page
     )
+
+
+async def test_a_job_waiting_behind_another_on_its_branch_says_which(
+    client: httpx.AsyncClient, store: JobStore
+) -> None:
+    made = await submit(store)
+    text = "waiting for job 4f2a on this pull request's branch"
+    await store.append_event(made.id, events.WAITING_BEHIND, {"job_id": "4f2a", "text": text})
+
+    page = (await client.get(made.url)).text
+    assert "Waiting for job 4f2a on this pull request&#39;s branch" in page
+
+    await store.transition(made.id, JobState.RUNNING)  # its turn came
+    assert 'id="behind"' not in (await client.get(made.url)).text

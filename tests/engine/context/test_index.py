@@ -208,7 +208,8 @@ async def test_a_symlink_out_of_the_tree_is_never_read(tmp_path: Path) -> None:
 def test_the_parse_workers_import_neither_the_llm_client_nor_the_database() -> None:
     """Each spawned parse worker imports engine.context.parse; openai and SQLAlchemy would cost it ~1.5 s of
     imports, and parsing was slower with them loaded (docs/benchmarks.md)."""
-    probe = "import engine.context.parse, sys; print(sorted({'openai', 'sqlalchemy', 'numpy'} & set(sys.modules)))"
+    heavy = "{'openai', 'sqlalchemy', 'numpy'}"
+    probe = f"import engine.context.parse, sys; print(sorted({heavy} & set(sys.modules)))"
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, check=True)
     assert done.stdout.strip() == "[]"
