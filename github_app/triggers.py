@@ -249,7 +249,18 @@ class Triggers:
         }
         instructions = review_task(body, numbered) or "Address the review."
         # Both deliveries of one review (the review and its single @-mention comment) make one job.
-        return await self.revise(event, pull, instructions, f"review:{self.repo(event)}:{review_id}", origin)
+        key = f"review:{self.repo(event)}:{review_id}"
+        outcome = await self.revise(event, pull, instructions, key, origin)
+        left = len(comments) - len(numbered)
+        if left > 0 and outcome.summary == "job submitted":
+            await self.reply(
+                event,
+                number,
+                f"@{by} this review has {len(comments)} inline comments; this round takes on the first "
+                f"{len(numbered)} and answers each of them in its thread. The other {left} stay open: send "
+                "them again in a new review once this round is done.",
+            )
+        return outcome
 
     async def check_suite(self, event: CheckSuiteEvent, delivery: str) -> Outcome:
         """A failed suite on autodev's pull request: a CI fix round (github_app.ci_failures)."""

@@ -207,6 +207,13 @@ async def test_a_huge_review_is_taken_on_thirty_comments_at_a_time_and_says_so(
     [job] = await store.list_jobs()
     assert job.origin["round"] == "review by @alice: 30 of 35 comments"
     assert len(job.origin["review"]["comments"]) == 30 and "Review comment 31" not in job.task
+    [said] = [c["body"] for c in github.repos[REPO].comments.values() if c["issue_number"] == number]
+    assert "35 inline comments" in said and "The other 5 stay open" in said
+
+    data["sender"]["id"] += 1  # the same review again, in a delivery that is not a byte-for-byte replay
+    await deliver(client, "pull_request_review", data)
+    assert await settle(gh_app, queue) == ["job already submitted"]
+    assert [c["body"] for c in github.repos[REPO].comments.values()] == [said], "said once"
 
 
 async def test_when_github_keeps_failing_to_give_the_threads_the_reviewer_is_told_and_no_job_starts(
