@@ -26,13 +26,13 @@ from engine.store.conversations import CI_TRIGGER
 from engine.store.intake import Intake
 from engine.store.jobs import JobRequest, JobStore
 from engine.store.models import JobKind
+from engine.workspace.git import BRANCH_PREFIX
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.payloads import CheckRun, CheckRunEvent, CheckSuite, CheckSuiteEvent, Event
 from github_app.replies import GitHubFailed, Replies
 
 log = logging.getLogger(__name__)
 
-BRANCH_PREFIX = "autodev/"
 FAILED = frozenset({"failure", "timed_out"})
 ACTIONS_APP = "github-actions"
 MAX_CHECKS = 5  # failing checks described in one task

@@ -24,7 +24,8 @@ from engine.store.intake import Intake
 from engine.store.jobs import JobNotFound, JobRequest, JobStore
 from engine.store.models import Job, JobKind, JobState
 from engine.store.waits import waiting_info, waiting_on
-from github_app.ci_failures import CiFailures, worth_storing_ci
+from engine.workspace.git import BRANCH_PREFIX
+from github_app.ci_failures import CiFailures, own_check_run, worth_storing_ci
 from github_app.client import GitHubApi, GitHubUnavailable
 from github_app.commands import Command, find_command
 from github_app.payloads import (
@@ -44,7 +45,6 @@ from github_app.threads import review_comments
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BRANCH_PREFIX = "autodev/"
 MAX_REVIEW_COMMENTS = 30
 NOT_ADDRESSED = "not addressed to autodev"
 # The verbs `@slug <verb>` means; any other mention on an issue whose job asked a question is an answer.
@@ -91,11 +91,11 @@ def worth_storing(
             return f"pull_request_review_comment.{event.action}"
         if not event.pull_request.head.ref.startswith(BRANCH_PREFIX):
             return "not autodev's pull request"
-        return None if find_command(event.comment.body or "", slug) else "not addressed to autodev"
+        return None if find_command(event.comment.body or "", slug) else NOT_ADDRESSED
     if isinstance(event, CheckSuiteEvent):
         return worth_storing_ci(event, app_id=app_id)
     if isinstance(event, CheckRunEvent):
-        if event.check_run.name != "autodev" or not event.check_run.external_id:
+        if not own_check_run(event.check_run):
             return worth_storing_ci(event, app_id=app_id)  # another app's check: a CI result
         if event.action == "rerequested" or (event.action == "requested_action" and event.requested_action):
             return None

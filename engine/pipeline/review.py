@@ -17,6 +17,7 @@ from typing import Any
 from engine import events
 from engine.pipeline.jobrun import JobRun
 from engine.ports import CodeHost, PullRequest
+from engine.store.conversations import REVIEW_HEADING
 from engine.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def review_task(body: str, comments: list[dict[str, Any]]) -> str:
             where += f" lines {c['start_line']}-{c.get('line')}"
         elif c.get("line"):
             where += f" line {c['line']}"
-        lines = [f"## Review comment {c['n']} — {where}"]
+        lines = [f"{REVIEW_HEADING.format(n=c['n'])} {where}"]
         if c.get("diff_hunk"):
             lines.append(f"Diff hunk:\n```diff\n{c['diff_hunk']}\n```")
         if c.get("history"):

@@ -30,8 +30,10 @@ from engine.store.models import Job, PullRequestFollowUp, PushedCommit, utcnow
 
 # The trigger of a job that fixes its pull request's failing CI (github_app.ci_failures).
 CI_TRIGGER = "github_ci"
-# How engine.pipeline.review numbers a review's comments in a task (`## Review comment 2 — path line 9`).
-REVIEW_HEADING = re.compile(r"^## Review comment (\d+) —", re.MULTILINE)
+# How a review's comments are numbered in a task (`## Review comment 2 — path line 9`; engine.pipeline.review
+# writes them), and how a fold finds them to number them on.
+REVIEW_HEADING = "## Review comment {n} —"
+_REVIEW_HEADINGS = re.compile(r"^## Review comment (\d+) —", re.MULTILINE)
 FOLD_HEADER = "This job carries an earlier request on this pull request that waited for its turn (job {id}):"
 
 
@@ -140,7 +142,7 @@ def _fold_review(origin: dict[str, Any], old_origin: dict[str, Any], old_task: s
     comments = list(review.get("comments") or [])
     offset = max((int(c["n"]) for c in comments), default=0)
     if offset:
-        old_task = REVIEW_HEADING.sub(lambda m: f"## Review comment {int(m[1]) + offset} —", old_task)
+        old_task = _REVIEW_HEADINGS.sub(lambda m: REVIEW_HEADING.format(n=int(m[1]) + offset), old_task)
     review["comments"] = comments + [{**c, "n": int(c["n"]) + offset} for c in old_comments]
     review.setdefault("by", old_review.get("by"))
     origin["review"] = review

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from engine import events
 from engine.errors import IllegalTransition
@@ -123,19 +123,21 @@ async def waiting_jobs(store: JobStore) -> list[Job]:
         return list(rows)
 
 
+def _waiting_on(repo: str, number: int) -> ColumnElement[bool]:
+    """Waiting jobs on issue or pull request `number` of `repo` (the `state` index narrows it)."""
+    return and_(
+        Job.state == JobState.WAITING.value,
+        Job.repo == repo,
+        or_(Job.issue_number == number, Job.pr_number == number),
+    )
+
+
 async def waiting_on(store: JobStore, repo: str, number: int) -> Job | None:
     """The job waiting on issue or pull request `number` of `repo`, if one does (the newest)."""
     async with store.sessions() as session:
         rows: Sequence[Job] = (
             await session.scalars(
-                select(Job)
-                .where(
-                    Job.state == JobState.WAITING.value,
-                    Job.repo == repo,
-                    or_(Job.issue_number == number, Job.pr_number == number),
-                )
-                .order_by(Job.created_at.desc())
-                .limit(1)
+                select(Job).where(_waiting_on(repo, number)).order_by(Job.created_at.desc()).limit(1)
             )
         ).all()
     return rows[0] if rows else None
@@ -145,13 +147,5 @@ async def waits_on(store: JobStore, repo: str, number: int) -> bool:
     """Whether a job waits on issue or pull request `number` of `repo`: the webhook's one lookup for a
     comment that names no command (the `state` index narrows it to the few waiting jobs)."""
     async with store.sessions() as session:
-        found = await session.scalar(
-            select(Job.id)
-            .where(
-                Job.state == JobState.WAITING.value,
-                Job.repo == repo,
-                or_(Job.issue_number == number, Job.pr_number == number),
-            )
-            .limit(1)
-        )
+        found = await session.scalar(select(Job.id).where(_waiting_on(repo, number)).limit(1))
     return found is not None

@@ -37,6 +37,7 @@ DIFF_MAX_CHARS = 200_000
 SIZE_FILE = "autodev-size"
 FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 GIT_TIMEOUT_S = 600.0
+BRANCH_PREFIX = "autodev/"  # every branch autodev pushes: the GitHub App tells its own pull requests by it
 # Set on every call, above any config file: no hook runs, no fsmonitor daemon starts, no `ext::` transport.
 SAFE_CONFIG = (("core.hooksPath", os.devnull), ("core.fsmonitor", "false"), ("protocol.ext.allow", "never"))
 
@@ -52,7 +53,7 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def branch_name(job_id: str, title: str, issue_number: int | None) -> str:
     prefix = str(issue_number) if issue_number is not None else job_id[:8]
-    return f"autodev/{prefix}-{slugify(title)}"
+    return f"{BRANCH_PREFIX}{prefix}-{slugify(title)}"
 
 
 def git_environment(config: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
