@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autodev.embedded_redis import EmbeddedRedis
 from engine.settings import Settings
-from engine.store.db import SqliteWriter, make_engine, make_sessionmaker, upgrade_sync
+from engine.store.db import SqliteWriter, make_engine, make_sessionmaker, session_scope, upgrade_sync
 from engine.store.jobs import JobLimits, JobStore
-from engine.store.models import Base
+from engine.store.models import Base, Installation, InstallationRepo
 from engine.workspace.sandbox import bwrap_problem
 from tests.support import skip_policy
 
@@ -144,6 +144,14 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def install(sessions: async_sessionmaker[AsyncSession], repo: str, installation: int = 4242) -> None:
+    """The GitHub App installed on `repo`, as its installation webhook records it."""
+    async with session_scope(sessions) as session:
+        session.add(Installation(id=installation, account=repo.split("/")[0]))
+        await session.flush()
+        session.add(InstallationRepo(installation_id=installation, repo=repo))
 
 
 @pytest.fixture

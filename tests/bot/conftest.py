@@ -19,10 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import SlackBot
 from engine.settings import Settings
-from engine.store.db import session_scope
 from engine.store.jobs import JobLimits, JobStore
-from engine.store.models import Installation, InstallationRepo
-from tests.conftest import make_settings
+from tests.conftest import install, make_settings
 from tests.support.fake_slack import FakeSlack
 from tests.support.recording_queue import RecordingQueue as RecordingQueue
 
@@ -32,6 +30,16 @@ USER = "UALICE"
 ADMIN = "UADMIN"
 REPO = "octo/widgets"
 INSTALLATION_ID = 4242
+
+
+def slack_side(api_url: str, allowed: dict[str, list[str]]) -> dict[str, Any]:
+    """The Slack side of a service's settings: its bot token and signing secret, its API, who may use it."""
+    return {
+        "slack_bot_token": "xoxb-test-token",
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_api_url": api_url,
+        "slack_allowed": allowed,
+    }
 
 
 @dataclass
@@ -122,10 +130,7 @@ class SlackClient:
 def slack_settings(tmp_path: Path, database_url: str, fake: FakeSlack, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
-        "slack_bot_token": "xoxb-test-token",
-        "slack_signing_secret": SIGNING_SECRET,
-        "slack_api_url": fake.api_url,
-        "slack_allowed": {CHANNEL: [REPO], ADMIN: ["*"]},
+        **slack_side(fake.api_url, {CHANNEL: [REPO], ADMIN: ["*"]}),
         "public_url": "https://autodev.example",
     }
     values.update(overrides)
@@ -145,10 +150,7 @@ def bot_settings(tmp_path: Path, database_url: str, fake_slack: FakeSlack) -> Se
 
 @pytest.fixture
 async def bot_store(sessions: async_sessionmaker[AsyncSession], bot_settings: Settings) -> JobStore:
-    async with session_scope(sessions) as session:
-        session.add(Installation(id=INSTALLATION_ID, account="octo"))
-        await session.flush()
-        session.add(InstallationRepo(installation_id=INSTALLATION_ID, repo=REPO))
+    await install(sessions, REPO, INSTALLATION_ID)
     s = bot_settings
     return JobStore(sessions, JobLimits(s.job_budget_usd, s.job_max_requests, s.job_max_minutes))
 

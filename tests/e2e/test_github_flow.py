@@ -32,15 +32,14 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    """A bare remote with a tiny project and a passing test, reached by file:// as GitHub's clone_url."""
+def make_remote(tmp_path: Path, config: str = "") -> Path:
+    """A bare remote with a README typo and a passing test, reached by file:// as GitHub's clone_url;
+    `config` is added to .github/autodev.yml."""
     work = tmp_path / "seed"
-    work.mkdir()
     files = {
         "README.md": "Helo World\n",
         "tests/test_ok.py": "def test_ok():\n    assert True\n",
-        ".github/autodev.yml": f"test_command: {TEST_COMMAND!r}\n",
+        ".github/autodev.yml": f"test_command: {TEST_COMMAND!r}\n{config}",
     }
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +50,11 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "hello.git"
     git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
     return bare
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
 
 
 def stack_settings(

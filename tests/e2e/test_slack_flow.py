@@ -12,9 +12,9 @@ import pytest
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
-from engine.store.db import session_scope
-from engine.store.models import Installation, InstallationRepo, JobState, utcnow
-from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
+from engine.store.models import JobState, utcnow
+from tests.bot.conftest import CHANNEL, REPO, USER, SlackClient, slack_side
+from tests.conftest import install
 from tests.e2e.test_github_flow import SLUG, git, stack_settings, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
 from tests.github_app.conftest import private_key as private_key
@@ -38,16 +38,10 @@ async def services(
             private_key,
             github,
             llm,
-            slack_bot_token="xoxb-test-token",
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=slack.api_url,
-            slack_allowed={CHANNEL: [REPO]},
+            **slack_side(slack.api_url, {CHANNEL: [REPO]}),
         )
         runtime = await Runtime.start(settings)
-        async with session_scope(runtime.store.sessions) as session:
-            session.add(Installation(id=INSTALLATION, account="octo"))
-            await session.flush()
-            session.add(InstallationRepo(installation_id=INSTALLATION, repo=REPO))
+        await install(runtime.store.sessions, REPO, INSTALLATION)
         transport = httpx.ASGITransport(app=create_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield runtime, SlackClient(http), github, llm, slack

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from autodev.app import create_app
 from autodev.runtime import Runtime
 from autodev.serve import build_worker
-from engine.store.db import session_scope
-from engine.store.models import GitHubDelivery, Installation, InstallationRepo
+from engine.store.models import GitHubDelivery
 from github_app.client import MAX_RETRIES
-from tests.bot.conftest import CHANNEL, SIGNING_SECRET, SlackClient
+from tests.bot.conftest import CHANNEL, SlackClient, slack_side
 from tests.bot.conftest import REPO as SLACK_REPO
+from tests.conftest import install
 from tests.e2e.test_github_flow import SLUG, labeled_issue, stack_settings
 from tests.e2e.test_github_flow import remote as remote
 from tests.github_app.conftest import REPO, deliver
@@ -112,17 +112,11 @@ async def test_a_slash_command_is_acked_and_stored_while_slacks_api_cannot_be_re
             private_key,
             github,
             llm,
-            slack_bot_token="xoxb-test-token",
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=f"http://127.0.0.1:{closed_port()}/api/",
-            slack_allowed={CHANNEL: [SLACK_REPO]},
+            **slack_side(f"http://127.0.0.1:{closed_port()}/api/", {CHANNEL: [SLACK_REPO]}),
         )
         runtime = await Runtime.start(settings)
         try:
-            async with session_scope(runtime.store.sessions) as session:
-                session.add(Installation(id=4242, account="octo"))
-                await session.flush()
-                session.add(InstallationRepo(installation_id=4242, repo=SLACK_REPO))
+            await install(runtime.store.sessions, SLACK_REPO)
             runtime.slack.start()  # the background check, as `autodev web` starts it
             transport = httpx.ASGITransport(app=create_app(runtime))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

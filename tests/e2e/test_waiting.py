@@ -14,7 +14,7 @@ from autodev.runtime import Runtime
 from engine import events
 from engine.settings import Settings
 from engine.store.models import JobState, utcnow
-from tests.e2e.test_github_flow import SLUG, TEST_COMMAND, git, job_of, work_off_the_queue
+from tests.e2e.test_github_flow import SLUG, git, job_of, make_remote, work_off_the_queue
 from tests.e2e.test_github_flow import services as services
 from tests.github_app.conftest import REPO, as_app_delivery, deliver, labeled, payload
 from tests.github_app.conftest import private_key as private_key
@@ -29,25 +29,6 @@ PLAN = {"summary": "Fix the typo", "steps": [
 ]}  # fmt: skip
 ASK = "# If the task is ambiguous"
 EDIT = ("edit_file", {"path": "README.md", "old_text": "Helo", "new_text": "Hello"})
-
-
-def make_remote(tmp_path: Path, config: str = "") -> Path:
-    """A bare remote with a README typo and a passing test; `config` is added to .github/autodev.yml."""
-    work = tmp_path / "seed"
-    files = {
-        "README.md": "Helo World\n",
-        "tests/test_ok.py": "def test_ok():\n    assert True\n",
-        ".github/autodev.yml": f"test_command: {TEST_COMMAND!r}\n{config}",
-    }
-    for name, text in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git(work, "init", "-q", "-b", "main")
-    git(work, "add", "-A")
-    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "initial")
-    bare = tmp_path / "hello.git"
-    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
-    return bare
 
 
 def comment(sender: str, body: str, number: int = 1) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from autodev.app import create_app
 from autodev.runtime import Runtime
 from bot.render import APPROVE_ACTION, CANCEL_ACTION
 from engine import events
-from engine.store.db import session_scope
-from engine.store.models import Installation, InstallationRepo, JobState
-from tests.bot.conftest import CHANNEL, REPO, SIGNING_SECRET, USER, SlackClient
-from tests.e2e.test_github_flow import stack_settings, work_off_the_queue
-from tests.e2e.test_waiting import EDIT, PLAN, QUESTION, branches, make_remote
+from engine.store.models import JobState
+from tests.bot.conftest import CHANNEL, REPO, USER, SlackClient, slack_side
+from tests.conftest import install
+from tests.e2e.test_github_flow import make_remote, stack_settings, work_off_the_queue
+from tests.e2e.test_waiting import EDIT, PLAN, QUESTION, branches
 from tests.github_app.conftest import private_key as private_key
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
@@ -42,16 +42,10 @@ async def services(
             private_key,
             github,
             llm,
-            slack_bot_token="xoxb-test-token",
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=slack.api_url,
-            slack_allowed={USER: [REPO]},
+            **slack_side(slack.api_url, {USER: [REPO]}),
         )
         runtime = await Runtime.start(settings)
-        async with session_scope(runtime.store.sessions) as session:
-            session.add(Installation(id=INSTALLATION, account="octo"))
-            await session.flush()
-            session.add(InstallationRepo(installation_id=INSTALLATION, repo=REPO))
+        await install(runtime.store.sessions, REPO, INSTALLATION)
         github.add_repo(REPO, clone_url=f"file://{make_remote(tmp_path)}", writers={"alice"})
         transport = httpx.ASGITransport(app=create_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
