@@ -43,8 +43,9 @@ from github_app.triggers import NOT_ADDRESSED, worth_storing
 
 log = logging.getLogger(__name__)
 
-# The events that reach a Triggers method of the same name. app.yml subscribes to these (and to those the
-# next work will handle); installation* events reach every App unasked and are recorded below.
+# The events that reach a handler of the same name (in github_app.triggers or .review_triggers). app.yml
+# subscribes to these (and to those the next work will handle); installation* events reach every App
+# unasked and are recorded below.
 HANDLED_EVENTS = (
     "issues",
     "issue_comment",
