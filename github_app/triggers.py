@@ -206,7 +206,9 @@ class Triggers(TriggerContext):
     async def job_action(self, event: Event, verb: str, job_id: str | None, number: int | None) -> Outcome:
         if job_id is None:
             if number is not None:
-                await self.reply(event, number, "I found no autodev job for this pull request.")
+                on_issue = isinstance(event, IssueCommentEvent) and event.issue.pull_request is None
+                where = "issue" if on_issue else "pull request"
+                await self.reply(event, number, f"I found no autodev job for this {where}.")
             return Outcome("no job")
         by = f"github:{self.sender(event)}"
         try:

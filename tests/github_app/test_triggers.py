@@ -308,6 +308,16 @@ async def test_cancel_on_an_issue_stops_that_issues_job_and_a_second_cancel_says
     assert "already ended" in list(github.repos[REPO].comments.values())[-1]["body"]
 
 
+async def test_cancel_on_an_issue_without_a_job_says_so_about_the_issue(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, queue: RecordingQueue
+) -> None:
+    """Regression: the reply said "no autodev job for this pull request" on a plain issue."""
+    github.add_repo(REPO, writers={"alice"})
+    await deliver(client, "issue_comment", comment(f"@{SLUG} cancel"))
+    assert await settle(gh_app, queue) == ["no job"]
+    assert list(github.repos[REPO].comments.values())[-1]["body"] == "I found no autodev job for this issue."
+
+
 async def test_check_run_buttons_cancel_and_retry_the_job_named_in_external_id(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
