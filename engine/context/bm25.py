@@ -26,17 +26,16 @@ class Bm25:
         self.size = len(counts)
         self.vocabulary: dict[str, int] = {}
         term_ids: list[int] = []
-        doc_ids: list[int] = []
         frequencies: list[int] = []
+        sizes: list[int] = []
         vocabulary = self.vocabulary
-        for doc, terms in enumerate(counts):
-            for term, count in terms.items():
-                term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
-                doc_ids.append(doc)
-                frequencies.append(count)
+        for terms in counts:
+            term_ids.extend([vocabulary.setdefault(term, len(vocabulary)) for term in terms])
+            frequencies.extend(terms.values())
+            sizes.append(len(terms))
         terms_array = np.asarray(term_ids, dtype=np.int32)
         order = np.argsort(terms_array, kind="stable")
-        self._docs = np.asarray(doc_ids, dtype=np.int32)[order]
+        self._docs = np.repeat(np.arange(self.size, dtype=np.int32), sizes)[order]
         self._tf = np.asarray(frequencies, dtype=np.float32)[order]
         document_counts = np.bincount(terms_array, minlength=len(vocabulary))
         self._offsets = np.concatenate(([0], np.cumsum(document_counts))).astype(np.int64)

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -80,10 +81,12 @@ class RepoIndex:
 
 
 def _symbol_terms(entry: FileEntry) -> Counter[str]:
-    terms: Counter[str] = Counter()
-    for symbol in entry.symbols:
-        terms.update(t for t in split_identifier(symbol.name) if len(t) > 1)
-    return terms
+    return Counter(term for symbol in entry.symbols for term in _name_terms(symbol.name))
+
+
+@lru_cache(maxsize=100_000)
+def _name_terms(name: str) -> tuple[str, ...]:
+    return tuple(t for t in split_identifier(name) if len(t) > 1)
 
 
 def parse_files(root: Path, paths: list[str]) -> list[FileEntry]:

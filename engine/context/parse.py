@@ -1,14 +1,14 @@
-"""One file into index material: symbols (Python through `ast`, other code through tree-sitter, the rest by a
-light regex) and chunks."""
+"""One file into index material: symbols (Python from its outline, other code through tree-sitter, the rest
+by a light regex) and chunks."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.context.python_outline import outline
 from engine.context.syntax import language_for, syntax_symbols
 from engine.context.tokenize import count_terms
 
@@ -76,7 +76,9 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
     line_count = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     imports: list[str] = []
     if path.endswith((".py", ".pyi")):
-        symbols, boundaries, imports = _python_symbols(data)
+        found = outline(text)
+        symbols = [Symbol(*definition) for definition in found.definitions]
+        boundaries, imports = found.boundaries, found.imports
     elif path.endswith((".md", ".rst", ".txt")):
         symbols, boundaries = _headings(text)
     else:
@@ -88,7 +90,7 @@ def parse_file(root: Path, path: str) -> FileEntry | None:
         lines=line_count,
         symbols=symbols,
         chunks=chunk_spans(line_count, boundaries),
-        terms=dict(terms),
+        terms=terms,
         length=sum(terms.values()),
         imports=imports,
     )
@@ -100,41 +102,6 @@ def parse_many(root: str, paths: list[str]) -> list[FileEntry]:
     return [entry for entry in (parse_file(base, p) for p in paths) if entry is not None]
 
 
-def _python_symbols(data: bytes) -> tuple[list[Symbol], list[int], list[str]]:
-    try:
-        tree = ast.parse(data)
-    except (SyntaxError, ValueError):
-        return (*_fallback_symbols(data.decode("utf-8", errors="replace")), [])
-    symbols: list[Symbol] = []
-    boundaries: list[int] = []
-    imports: list[str] = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            imports.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = "." * node.level + (node.module or "")
-            imports.append(base)
-            # `from . import utils`, `from pkg import module`: the names may be modules too
-            imports.extend(f"{base}.{a.name}" if node.module else base + a.name for a in node.names)
-        start = _start_line(node)
-        boundaries.append(start)
-        end = node.end_lineno or start
-        if isinstance(node, ast.ClassDef):
-            symbols.append(Symbol(node.name, "class", start, end))
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    boundaries.append(_start_line(item))
-                    symbols.append(Symbol(item.name, "method", item.lineno, item.end_lineno or item.lineno))
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            symbols.append(Symbol(node.name, "function", start, end))
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    symbols.append(Symbol(target.id, "variable", start, end))
-    return symbols, boundaries, list(dict.fromkeys(imports))
-
-
 def _code_symbols(path: str, data: bytes, text: str) -> tuple[list[Symbol], list[int]]:
     language = language_for(path)
     found = syntax_symbols(data, language) if language else None
@@ -142,11 +109,6 @@ def _code_symbols(path: str, data: bytes, text: str) -> tuple[list[Symbol], list
         return _fallback_symbols(text)
     definitions, boundaries = found
     return [Symbol(name, kind, start, end) for name, kind, start, end in definitions], boundaries
-
-
-def _start_line(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", None) or []
-    return min([node.lineno, *(d.lineno for d in decorators)])
 
 
 def _line_of(text: str, offset: int) -> int:

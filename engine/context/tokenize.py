@@ -27,6 +27,8 @@ STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 @lru_cache(maxsize=200_000)
 def split_identifier(word: str) -> tuple[str, ...]:
     """The word lowercased, followed by its camelCase / snake_case parts when it has more than one."""
+    if word.isalpha() and (word.islower() or word.isupper() or word[1:].islower()):
+        return (sys.intern(word.lower()),)  # one part: most words, and the quick way to say so
     lowered = word.lower().strip("_")
     if not lowered:
         return ()
@@ -36,22 +38,26 @@ def split_identifier(word: str) -> tuple[str, ...]:
     return (sys.intern(lowered), *(sys.intern(p) for p in parts if len(p) > 1))
 
 
-def count_terms(text: str) -> Counter[str]:
+def count_terms(text: str) -> dict[str, int]:
     """Term frequencies of a text: each identifier and its parts, stop words dropped."""
-    raw = Counter(_WORD.findall(text))
-    terms: Counter[str] = Counter()
-    for word, count in raw.items():
-        for term in split_identifier(word):
-            if term not in STOPWORDS and len(term) > 1:
-                terms[term] += count
+    terms: dict[str, int] = {}
+    get = terms.get
+    for word, count in Counter(_WORD.findall(text)).items():
+        for term in _terms_of(word):
+            terms[term] = get(term, 0) + count
     return terms
+
+
+@lru_cache(maxsize=200_000)
+def _terms_of(word: str) -> tuple[str, ...]:
+    return tuple(t for t in split_identifier(word) if t not in STOPWORDS and len(t) > 1)
 
 
 def tokenize(text: str) -> list[str]:
     """The terms of a text in order (with repeats), as BM25 wants a document or a query."""
     out: list[str] = []
     for word in _WORD.findall(text):
-        out.extend(t for t in split_identifier(word) if t not in STOPWORDS and len(t) > 1)
+        out.extend(_terms_of(word))
     return out
 
 

@@ -11,7 +11,7 @@ from engine.context.store import IndexCache
 from .conftest import commit, git, write
 
 
-def test_python_symbols_come_from_ast_with_methods_and_constants(sample_repo: Path) -> None:
+def test_python_symbols_with_methods_and_constants(sample_repo: Path) -> None:
     entry = parse_file(sample_repo, "billing/invoice.py")
     assert entry is not None
     found = {(s.name, s.kind) for s in entry.symbols}
