@@ -149,8 +149,14 @@ def _line(name: str, result: dict[str, Any]) -> str:
     )
 
 
-def report(outcomes: list[Outcome]) -> str:
-    """The whole suite's line, then a table per language and per repository."""
+def halves(instances: list[dict[str, Any]]) -> dict[str, str]:
+    """instance_id → "odd" or "even", by its place in the dataset (from 1): a ranking change that holds on
+    both halves is less likely to be tuned to a few instances."""
+    return {str(item["instance_id"]): ("even", "odd")[n % 2] for n, item in enumerate(instances, start=1)}
+
+
+def report(outcomes: list[Outcome], half_of: dict[str, str] | None = None) -> str:
+    """The whole suite's line, then a table per half (when given), per language and per repository."""
     total = summarize(outcomes)
     lines = [
         f"instances {total['instances']}  recall@1 {total['recall@1']:.3f}  recall@5 {total['recall@5']:.3f}"
@@ -162,13 +168,20 @@ def report(outcomes: list[Outcome]) -> str:
         picked = sum(1 for o in outcomes if o.picked)
         median = statistics.median(planned)
         lines.append(f"planner: picked for {picked} of {len(outcomes)}, median {median:.2f} s a call")
-    for title, key in (("language", "language"), ("repository", "repo")):
-        groups = sorted({getattr(o, key) for o in outcomes})
+    keys = {
+        "half": lambda o: (half_of or {}).get(o.instance_id, "?"),
+        "language": lambda o: o.language,
+        "repository": lambda o: o.repo,
+    }
+    for title, key in keys.items():
+        if title == "half" and half_of is None:
+            continue
+        groups = sorted({key(o) for o in outcomes})
         if len(groups) < 2:
             continue
         lines.append(f"\n{title:<30} {'n':>5} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6} {'ms':>7}")
         for group in groups:
-            lines.append(_line(group, summarize([o for o in outcomes if getattr(o, key) == group])))
+            lines.append(_line(group, summarize([o for o in outcomes if key(o) == group])))
     return "\n".join(lines)
 
 
@@ -201,6 +214,7 @@ def main_eval(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as error:
         print(f"autodev eval-localization: {error}", file=sys.stderr)
         return 2
+    half_of = halves(instances)
     if args.only:
         wanted = set(args.only)
         instances = [i for i in instances if {i.get("repo"), i.get("language"), i["repo_dir"]} & wanted]
@@ -247,5 +261,5 @@ def main_eval(args: argparse.Namespace, settings: Settings) -> int:
                 for o in outcomes
             )
         )
-    print(report(outcomes))
+    print(report(outcomes, half_of))
     return 0

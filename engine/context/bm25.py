@@ -72,3 +72,45 @@ class Bm25:
             gain = self._idf[position] * tf * (self.k1 + 1) / (tf + norm[docs])
             out[docs] += gain * (weights[i] if weights is not None else 1.0)
         return out.astype(float)
+
+    def grouped_scores(
+        self,
+        groups: Sequence[Sequence[tuple[str, float]]],
+        weights: Sequence[float] | None = None,
+        *,
+        b: float | None = None,
+    ) -> np.ndarray:
+        """The score of every document when each group of terms (a word and its other forms, each with a
+        share of its count) counts as one term: the counts add up before BM25 saturates them, and the
+        group's idf is that of the documents holding any of its terms. A group of one term scores as
+        `scores` does."""
+        out = np.zeros(self.size, dtype=np.float32)
+        norm = self._norm if b is None or b == self.b else self._length_norm(b)
+        for i, group in enumerate(groups):
+            found = self._group_postings(group)
+            if found is None:
+                continue
+            docs, tf, idf = found
+            gain = idf * tf * (self.k1 + 1) / (tf + norm[docs])
+            out[docs] += gain * (weights[i] if weights is not None else 1.0)
+        return out.astype(float)
+
+    def _group_postings(
+        self, group: Sequence[tuple[str, float]]
+    ) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """The documents holding any of the group's terms, their counts summed and the group's idf."""
+        postings = []
+        for term, share in group:
+            position = self.vocabulary.get(term)
+            if position is not None:
+                start, end = self._offsets[position], self._offsets[position + 1]
+                postings.append((position, self._docs[start:end], self._tf[start:end] * np.float32(share)))
+        if not postings:
+            return None
+        if len(postings) == 1:
+            position, docs, tf = postings[0]
+            return docs, tf, float(self._idf[position])
+        docs, inverse = np.unique(np.concatenate([d for _, d, _ in postings]), return_inverse=True)
+        summed = np.bincount(inverse, weights=np.concatenate([f for _, _, f in postings])).astype(np.float32)
+        held = len(docs)
+        return docs, summed, max(float(np.log((self.size - held + 0.5) / (held + 0.5))), IDF_FLOOR)

@@ -1,4 +1,5 @@
-"""Ranking: every file scored by BM25 on three fields (content, path, defined names), fused with embeddings by
+"""Ranking: every file scored by BM25 on three fields (content, path, defined names), each query word counted
+together with the other forms of it the code uses (`retried` → retry, retries), fused with embeddings by
 reciprocal rank when there are any, boosted for the paths, frames and identifiers the query names, and
 weighted by how likely a fix is to touch a file of its kind (roles.py); then BM25 again over the best files'
 chunks."""
@@ -6,6 +7,7 @@ chunks."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class Weights:
     content_b: float = 0.75  # BM25's length normalisation on content
     hop: float = 0.0  # a file the best hits import gets this share of the importer's score
     hop_from: int = 5  # how many of the best hits lend their score along their imports
+    variants: float = 0.5  # a query word's other forms in the code count this share (parsing → parse, parser)
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -76,12 +79,17 @@ def rank_files(
 ) -> list[FileScore]:
     """Every file with a positive score, best first."""
     term_weights = [1.0 + weights.title * (t in hints.title_terms) for t in hints.terms]
-    content = index.field_scores("content", hints.terms, term_weights, b=weights.content_b)
+    groups = [[(term, 1.0)] for term in hints.terms]
+    if weights.variants and "content" in index.fields:
+        position = {term: i for i, term in enumerate(hints.terms)}
+        for term, variant in word_variants(hints.terms, index.fields["content"].vocabulary):
+            groups[position[term]].append((variant, weights.variants))
+    content = _field_scores(index, "content", groups, term_weights, b=weights.content_b)
     base = weights.content * _normalised(content)
     if weights.path:
-        base += weights.path * _normalised(index.field_scores("path", hints.terms, term_weights))
+        base += weights.path * _normalised(_field_scores(index, "path", groups, term_weights))
     if weights.symbols:
-        base += weights.symbols * _normalised(index.field_scores("symbols", hints.terms, term_weights))
+        base += weights.symbols * _normalised(_field_scores(index, "symbols", groups, term_weights))
     base = _normalised(base)
     if vector_scores is not None and len(vector_scores) == len(index.paths):
         base = _normalised(_rrf(base) + _rrf(vector_scores))
@@ -121,6 +129,52 @@ def rank_files(
     if weights.hop and scores:
         scores = _second_hop(index, scores, weights, policy, content, position)
     return scores
+
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ies", "ied", "es", "ed", "s", "d", "ly")
+_ENDINGS = ("", "e", "s", "es", "ed", "d", "ing", "er", "ers", "ion", "ions", "y", "ies", "ied")
+
+
+def word_variants(terms: list[str], vocabulary: Mapping[str, int]) -> list[tuple[str, str]]:
+    """Other forms of the query's words that the code uses (`parsing` → `parse`, `parser`; `requireds` →
+    `required`): an issue's prose inflects what the code names. Each (term, variant) once; a variant that
+    is itself a query term is left out."""
+    wanted = set(terms)
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for term in terms:
+        if len(term) < 4 or not term.isalpha():
+            continue
+        stems = {term}
+        for suffix in _SUFFIXES:
+            if term.endswith(suffix) and len(term) - len(suffix) >= 3:
+                stem = term[: -len(suffix)]
+                stems.add(stem)
+                if suffix in ("ies", "ied"):
+                    stems.add(stem + "y")
+                if len(stem) > 3 and stem[-1] == stem[-2]:  # running → run
+                    stems.add(stem[:-1])
+        for stem in stems:
+            for ending in _ENDINGS:
+                variant = stem + ending
+                if variant in vocabulary and variant not in wanted and variant not in seen:
+                    seen.add(variant)
+                    found.append((term, variant))
+    return found
+
+
+def _field_scores(
+    index: RepoIndex,
+    name: str,
+    groups: list[list[tuple[str, float]]],
+    weights: list[float],
+    *,
+    b: float | None = None,
+) -> np.ndarray:
+    model = index.fields.get(name)
+    if model is None or not groups:
+        return np.zeros(len(index.paths))
+    return model.grouped_scores(groups, weights, b=b)
 
 
 def _second_hop(

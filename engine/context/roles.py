@@ -1,7 +1,8 @@
 """What part a file plays in a repository (source, test, docs, vendored…) and how likely a fix is to touch it.
 
-A fix rarely edits documentation, changelogs, benchmarks, examples, vendored or generated files, and a test
-is useful to read but is rarely the file to fix: their scores are multiplied by a prior below 1. A
+A fix rarely edits documentation, changelogs, benchmarks, examples, vendored or generated files, a test is
+useful to read but is rarely the file to fix, and a type declaration (`.pyi`, `.d.ts`) repeats the names of
+the code it describes without its logic: their scores are multiplied by a prior below 1. A
 repository can move paths between roles in `.github/autodev.yml`:
 
     context:
@@ -31,6 +32,7 @@ CODE_SUFFIXES = frozenset(_CODE_SUFFIXES_TEXT.split())
 PRIORS = {
     "source": 1.0,
     "config": 0.6,  # build files, manifests, settings: sometimes the fix, seldom the whole of it
+    "declaration": 0.6,  # .pyi, .d.ts: the names of the code beside them, not its logic
     "test": 0.35,
     "example": 0.3,
     "docs": 0.15,
@@ -48,6 +50,7 @@ _TEST = re.compile(
     r"|(^|/)(test_[^/]*\.py|[^/]*_tests?\.(py|go|rs)|[^/]*\.(test|spec)\.[cm]?[jt]sx?|[^/]*Tests?\.(java|kt|cs)"
     r"|conftest\.py)$"
 )
+_DECLARATION = re.compile(r"\.(pyi|d\.[cm]?ts)$")
 _EXAMPLE = re.compile(r"(^|/)(examples?|samples?|demos?|bench|benches|benchmarks?|asv_bench|playground)/")
 _DOCS = re.compile(
     r"(^|/)(docs?|documentation|man|changelog\.d|changes|news|\.github)/"
@@ -70,13 +73,16 @@ def _role(path: str) -> str:
         return "docs"
     if _EXAMPLE.search(lowered):
         return "example"
+    if _DECLARATION.search(lowered):
+        return "declaration"
     suffix = lowered.rsplit(".", 1)[-1] if "." in lowered.rsplit("/", 1)[-1] else ""
     return "source" if suffix in CODE_SUFFIXES else "config"
 
 
 @lru_cache(maxsize=100_000)
 def role_of(path: str) -> str:
-    """The role of a path by its name alone: vendored, generated, test, docs, example, source or config."""
+    """The role of a path by its name alone: vendored, generated, test, docs, example, declaration, source
+    or config."""
     return _role(path)
 
 

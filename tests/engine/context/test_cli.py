@@ -132,3 +132,15 @@ def test_eval_localization_checks_out_each_commit_and_reports_per_language(
     assert "instances 2  recall@1 1.000" in printed
     assert any(line.split()[:3] == ["go", "1", "1.000"] for line in printed.splitlines())
     assert any(line.split()[:3] == ["python", "1", "1.000"] for line in printed.splitlines())
+
+
+def test_eval_localization_reports_the_two_halves_of_the_dataset(
+    tmp_path: Path, cli_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Odd and even lines of the dataset, each scored alone: a change kept should hold on both."""
+    dataset = _dataset(tmp_path)  # lines 1 and 3 (odd): one found first, one not found; line 2 (even): found
+    args = build_parser().parse_args(["eval-localization", str(dataset), "--repos", str(tmp_path / "repos")])
+    assert main_eval(args, cli_settings) == 0
+    rows = {line.split()[0]: line.split()[1:5] for line in capsys.readouterr().out.splitlines() if line}
+    assert rows["odd"] == ["2", "0.500", "0.500", "0.500"]
+    assert rows["even"] == ["1", "1.000", "1.000", "1.000"]

@@ -30,7 +30,7 @@ async def test_a_second_hop_lifts_the_module_the_best_hit_imports(tmp_path: Path
     repo = make_repo(tmp_path / "repo", files)
     index, _ = await ContextEngine(tmp_path / "cache").index(repo, "acme/shop")
     assert index.imports["shop/checkout.py"] == ["shop/rounding.py"]
-    hints = parse_query("checkout total for the cart is off by a cent")
+    hints = parse_query("checkout total for the cart is off by a penny")
     plain = [f.path for f in rank_files(index, hints)]
     hopped = rank_files(index, hints, weights=Weights(hop=0.4))
     assert "shop/rounding.py" not in plain

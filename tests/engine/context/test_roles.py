@@ -4,7 +4,8 @@ import pytest
 
 from engine.context import ContextEngine
 from engine.context.bm25 import Bm25
-from engine.context.roles import RolePolicy, policy_for, role_of
+from engine.context.rank import parse_query, rank_files
+from engine.context.roles import PRIORS, RolePolicy, policy_for, role_of
 
 from .conftest import make_repo
 
@@ -28,6 +29,10 @@ from .conftest import make_repo
         ("Cargo.lock", "generated"),
         ("src/pip/_internal/operations/build/wheel.py", "source"),
         ("pyproject.toml", "config"),
+        ("src/attr/validators.pyi", "declaration"),
+        ("index.d.ts", "declaration"),
+        ("types/index.d.cts", "declaration"),
+        ("packages/runtime-core/__tests__/props.d.ts", "test"),
     ],
 )
 def test_role_of_a_path(path: str, role: str) -> None:
@@ -69,6 +74,23 @@ async def test_source_outranks_the_docs_and_tests_that_talk_more_about_the_query
         repo, "acme/shop", "coupon code discount wrong"
     )
     assert "shop/coupons.py" not in [f.path for f in ranked]
+
+
+async def test_the_implementation_outranks_the_type_stub_that_repeats_its_names(tmp_path: Path) -> None:
+    """Regression: `index.d.ts` and `validators.pyi`, short and full of the API's names, ranked above the
+    code that had the bug (issue 20's suite: axios, attrs)."""
+    body = "\n".join(f"    value = value + {i}" for i in range(4))
+    files = {
+        "pkg/validators.py": f"def optional_validator(value):\n{body}\n    return value\n",
+        "pkg/validators.pyi": "def optional_validator(value: object) -> object: ...\n",
+        **{f"pkg/other_{i}.py": f"def other_{i}():\n    return {i}\n" for i in range(6)},
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    index, _ = await ContextEngine(tmp_path / "cache").index(repo, "acme/pkg")
+    hints = parse_query("the optional validator rejects a tuple")
+    flat = RolePolicy(priors={**PRIORS, "declaration": 1.0})
+    assert next(f.path for f in rank_files(index, hints, policy=flat)) == "pkg/validators.pyi"
+    assert [f.path for f in rank_files(index, hints)][:2] == ["pkg/validators.py", "pkg/validators.pyi"]
 
 
 def test_bm25_prefers_rare_terms_and_shorter_documents() -> None:
