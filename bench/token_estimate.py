@@ -1,20 +1,24 @@
 """How far engine.llm.tokens' estimate is from OpenAI's real token counts, per kind of text.
 
     uv run python bench/token_estimate.py [--corpus fit|check|both] [--chunk 4000] [--per-kind 300]
+    uv run python bench/token_estimate.py --fit          # the tables for engine/llm/tokens.py
+    uv run python bench/token_estimate.py --fixtures tests/engine/llm/token_counts.json
 
 Two corpora, so that what the estimate was fitted on is not what judges it:
 - fit: this machine's Python standard library, JS/TS from a few npm packages (lodash-es, rxjs, zod, yaml,
-  commander, marked, dayjs; installed once under ~/.cache/autodev-bench/corpus), JSON, YAML and Markdown
-  of the Google Cloud SDK, pyenv's history as diffs and commit messages, chardet's test texts in 30 scripts;
-- check: this repository's code, docs, diffs and commit messages, and the repositories fetched under
-  /work/.mirror (Go: gin, cobra; Rust: ripgrep, clap; Java: gson, commons-lang; JS/TS: vue, axios, express;
-  Python: click, httpx, black, pip, attrs, tornado, marshmallow), charset_normalizer's samples in 13
-  languages, with chunks picked out of them for indentation-heavy code and long identifiers.
+  commander, marked; dayjs's locales for non-ASCII in code; installed once under
+  ~/.cache/autodev-bench/corpus), the JSON, YAML and Markdown of the Google Cloud SDK, tornado's and
+  marshmallow's history as diffs and commit messages, chardet's test texts in 30 encodings;
+- check: this repository's code, docs, diffs and commit messages, the repositories fetched under /work/.mirror
+  (Go: gin, cobra; Rust: ripgrep, clap; Java: gson, commons-lang; JS/TS: vue, axios, express; Python: click,
+  httpx, black, pip, attrs), charset_normalizer's samples, Vim's tutor and GnuPG's help in a dozen languages,
+  and the chunks of all those that are mostly indentation or whose names are long.
 Each file is cut into chunks of up to --chunk characters at line ends; each chunk is counted by the
 estimate and by o200k_base and cl100k_base (npm gpt-tokenizer, as bench/token_calibration.py does).
 Printed per kind: real / estimated tokens, min · median · max over the chunks, for the estimate of session 5
 (`old`) and the one in engine.llm.tokens (`new`), the worse of the two encodings each time, and µs per KB.
-A ratio above 1 is an estimate that counted low.
+A ratio above 1 is an estimate that counted low. `--fit` prints the fitted tables to paste between the
+markers in engine/llm/tokens.py; the report then says which `_SCALE` keeps every chunk at 0.95 or less.
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ SDK = Path("/usr/lib/google-cloud-sdk")
 CHARDET = SDK / "platform/gsutil/third_party/chardet/tests"
 SAMPLES = SDK / "platform/gsutil/third_party/charset_normalizer/data"
 REPO = Path(__file__).resolve().parents[1]
-LETTERS = re.compile(r"[^\W\d_]+")
 
 
 # The estimate of session 5, kept to compare against: ceil(len/3) per word piece, a token per 2 bytes of
