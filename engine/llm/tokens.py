@@ -136,8 +136,13 @@ def _count_text(text: str) -> float:
     except KeyError:  # a piece not seen yet
         if len(_COSTS) > _PIECE_CACHE:
             _COSTS.clear()
-        _COSTS.update((piece, _piece(piece)) for piece in pieces if piece not in _COSTS)
-        return blobs + sum(map(_COSTS.__getitem__, pieces))
+        total = blobs
+        for piece in pieces:
+            cost = _COSTS.get(piece)
+            if cost is None:
+                cost = _COSTS[piece] = _piece(piece)
+            total += cost
+        return total
 
 
 def _blobs(text: str) -> tuple[str, float]:
