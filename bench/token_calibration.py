@@ -1,6 +1,7 @@
 """How full a context pack is in a real tokenizer's tokens, before and after per-model calibration.
 
     uv run python bench/token_calibration.py [--repo PATH] [--budget 24000] [--queries 40] [--warmup 5]
+                                             [--warmup-repo PATH]
 
 The provider's `usage.prompt_tokens` is played by OpenAI's own BPE encodings (o200k_base: gpt-4o, gpt-4.1,
 o-series, gpt-5; cl100k_base: gpt-4, gpt-3.5), counted by the npm package gpt-tokenizer (installed once
@@ -8,8 +9,10 @@ under ~/.cache/autodev-bench; Node.js and the npm registry are needed, the inter
 encoding: `--warmup` earlier requests (a system prompt, the task and its pack, as a job sends them) are
 "reported", which calibrates the estimate as engine.store.calibration does; then each query's pack is built
 with and without the calibration and counted. The queries are the repository's own commit messages, the
-kind of text a task is. Printed: the share of the pack's limit (budget less the output reserve) that the
-pack fills in real tokens — minimum, median, maximum — and how many packs went over.
+kind of text a task is. With `--warmup-repo` the earlier requests were made on another repository (a model's
+calibration is learned across all the jobs that used it). Printed: the share of the pack's limit (budget
+less the output reserve) that the pack fills in real tokens — minimum, median, maximum — and how many packs
+went over.
 """
 
 from __future__ import annotations
@@ -85,22 +88,28 @@ def fill(real: list[int], limit: int) -> str:
     shares = [r / limit for r in real]
     over = sum(1 for r in real if r > limit)
     return (
-        f"min {min(shares):.0%} · median {statistics.median(shares):.0%} · max {max(shares):.0%}"
+        f"min {min(shares):.1%} · median {statistics.median(shares):.1%} · max {max(shares):.1%}"
         f" · over the limit: {over} of {len(real)}"
     )
 
 
 async def measure(args: argparse.Namespace) -> None:
     repo: Path = args.repo
-    queries = commit_messages(repo, args.queries + args.warmup)
-    warmup, queries = queries[: args.warmup], queries[args.warmup :]
+    warmup_repo: Path = args.warmup_repo or repo
+    if warmup_repo == repo:
+        queries = commit_messages(repo, args.queries + args.warmup)
+        warmup, queries = queries[: args.warmup], queries[args.warmup :]
+    else:
+        warmup, queries = commit_messages(warmup_repo, args.warmup), commit_messages(repo, args.queries)
     cache = Path(tempfile.mkdtemp(prefix="autodev-calib-"))
     reserve = min(OUTPUT_RESERVE_TOKENS, args.budget // 4)
     as_it_is = Calibration("estimate", 1.0, 0)
     print(f"{repo}: {len(queries)} queries, budget {args.budget} (pack limit {args.budget - reserve})")
+    if warmup_repo != repo:
+        print(f"calibrated on {len(warmup)} requests about {warmup_repo}")
 
     # The earlier requests a job sent: their estimates, and what each encoding reports for them.
-    warmup_packs = await packs(cache, repo, warmup, as_it_is, args.budget)
+    warmup_packs = await packs(cache, warmup_repo, warmup, as_it_is, args.budget)
     earlier = [messages(q, p) for q, p in zip(warmup, warmup_packs, strict=True)]
     reported = real_counts([m["content"] for msgs in earlier for m in msgs])
     raw_packs = await packs(cache, repo, queries, as_it_is, args.budget)
@@ -127,8 +136,10 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=24_000)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup-repo", type=Path, default=None)
     args = parser.parse_args()
     args.repo = args.repo.resolve()
+    args.warmup_repo = args.warmup_repo.resolve() if args.warmup_repo else None
     asyncio.run(measure(args))
     return 0
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine.store.calibration import MAX_RATIO, MIN_RATIO, MIN_SAMPLES, SAMPLES, Calibration, calibrate
+from engine.store.calibration import (
+    MARGIN,
+    MAX_RATIO,
+    MIN_RATIO,
+    MIN_SAMPLES,
+    SAMPLES,
+    Calibration,
+    calibrate,
+)
 from engine.store.jobs import JobStore
 from engine.store.models import CostEntry
 from tests.engine.llm.conftest import new_job
@@ -36,7 +44,16 @@ def test_too_few_reports_leave_the_estimate_as_it_is() -> None:
 def test_the_highest_recent_ratio_is_used_so_every_prompt_seen_would_have_fitted() -> None:
     calibration = calibrate("m", [(600, 1000), (640, 1000)] + [(610, 1000)] * (MIN_SAMPLES - 2))
     assert calibration.ratio == pytest.approx(0.64)
-    assert calibration.limit(24_000) == 37_500
+    assert calibration.limit(24_000) == int(24_000 / 0.64 / (1 + MARGIN))
+
+
+def test_a_margin_is_left_for_prompts_unlike_the_ones_reported() -> None:
+    """A model's latest requests may all have been about one repository; the next may be about another,
+    whose text the estimate overcounts by a few percent less."""
+    calibration = calibrate("m", [(640, 1000)] * MIN_SAMPLES)
+    filled = calibration.limit(24_000) * calibration.ratio  # the model's tokens of a full pack
+    assert 0 < MARGIN <= 0.05
+    assert 24_000 / (1 + MARGIN) - 1 <= filled < 24_000
 
 
 def test_tiny_prompts_say_nothing_and_absurd_ratios_are_clamped() -> None:
