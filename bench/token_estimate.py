@@ -2,7 +2,7 @@
 
     uv run python bench/token_estimate.py [--corpus fit|check|both] [--chunk 4000] [--per-kind 300]
     uv run python bench/token_estimate.py --fit          # the tables for engine/llm/tokens.py
-    uv run python bench/token_estimate.py --fixtures tests/engine/llm/token_counts.json
+    uv run python bench/token_estimate.py --fixtures tests/fixtures/token-counts/counts.json
 
 Two corpora, so that what the estimate was fitted on is not what judges it:
 - fit: this machine's Python standard library, JS/TS from a few npm packages (lodash-es, rxjs, zod, yaml,

@@ -1,8 +1,8 @@
 """The token estimate errs high on every kind of text, by about the same share on ordinary code and prose.
 
-token_counts.json holds texts with their real counts in OpenAI's o200k_base and cl100k_base encodings, made
-once with the npm package gpt-tokenizer (`bench/token_estimate.py --fixtures`, which says how), so that these
-tests need neither Node.js nor the network.
+tests/fixtures/token-counts/counts.json holds texts with their real counts in OpenAI's o200k_base and
+cl100k_base encodings, made once with the npm package gpt-tokenizer (`bench/token_estimate.py --fixtures`,
+which says how), so that these tests need neither Node.js nor the network.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from engine.llm.tokens import _SCALE, _count_text, count_tokens
 
-COUNTED = json.loads((Path(__file__).parent / "token_counts.json").read_text())["texts"]
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+COUNTED = json.loads((FIXTURES / "token-counts" / "counts.json").read_text())["texts"]
 ORDINARY = [
     "python",
     "go",
