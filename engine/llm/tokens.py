@@ -101,7 +101,7 @@ _PREFIX = {
 
 def count_tokens(text: str) -> int:
     if len(text) <= _SHORT:
-        return math.ceil(_count_text(text) * _SCALE)
+        return math.ceil(_count_line(text) * _SCALE)
     total = 0.0
     follows_newline = False
     for line in text.splitlines(keepends=True):
@@ -115,7 +115,7 @@ def count_tokens(text: str) -> int:
 # the chunks it was fitted from; source lines repeat across files and prompts). No piece spans two lines but
 # a run of newlines ("\n\n\n" is one token), whose lines after the first cost nothing.
 _LINE_CACHE = 1 << 16
-_SHORT = 200  # characters: shorter texts are counted directly
+_SHORT = 200  # characters: shorter texts (a line, a title) are counted whole, through the same cache
 _NEWLINES = frozenset(("\n", "\r\n", "\r"))
 _PIECE_CACHE = 1 << 17
 _COSTS: dict[str, float] = {}  # each piece's cost, once per process
