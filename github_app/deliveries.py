@@ -3,7 +3,7 @@
 The miss-islington pattern: the web stored and acknowledged the delivery; here the slow part runs (the
 sender's permission, a pull request's branch), each try once; a GitHub outage makes the worker try again
 later with backoff, and when the tries are used up, or GitHub refuses for good, the person who asked is
-told on the issue why nothing happened and how to ask again.
+told on the issue why nothing happened and how to ask again (a CI failure's fix round: on its pull request).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine import logctx
 from engine.errors import TransientFailure
 from engine.store.deliveries import DONE, FAILED, PENDING, Deliveries
+from github_app.ci_failures import is_ci_result
 from github_app.payloads import (
     EVENT_MODELS,
+    CheckRunEvent,
+    CheckSuiteEvent,
     Event,
     IssueCommentEvent,
     IssuesEvent,
@@ -80,12 +83,16 @@ class DeliveryWork:
         number, again = where_to_answer(event, self.triggers.settings.autodev_trigger_label)
         if number is None or event.repository is None or event.installation is None:
             return
-        who = f"@{event.sender.login} " if event.sender else ""
+        who = f"@{event.sender.login} " if event.sender and not event.sender.is_bot else ""
         if failure.transient:
             why = f"GitHub kept failing while I was {failure.doing} ({failure.status or 'no answer'})"
         else:
             why = f"GitHub refused while I was {failure.doing} (HTTP {failure.status})"
-        text = f"{who}I could not act on this: {why}. Nothing was started; {again} to try again."
+        subject = "this"
+        if isinstance(event, CheckSuiteEvent | CheckRunEvent):
+            sha = (event.check_suite if isinstance(event, CheckSuiteEvent) else event.check_run).head_sha
+            subject = f"the CI failure on {sha[:7]}"
+        text = f"{who}I could not act on {subject}: {why}. Nothing was started; {again} to try again."
         try:
             await self.triggers.replies.once_an_hour(
                 "failure", event.repository.full_name, event.installation.id, number, text
@@ -104,4 +111,16 @@ def where_to_answer(event: Event, label: str) -> tuple[int | None, str]:
         return event.pull_request.number, "submit the review again"
     if isinstance(event, ReviewCommentEvent):
         return event.pull_request.number, "mention the App in a new comment"
-    return None, ""  # check runs: the job's page and check run stay as they were
+    if isinstance(event, CheckSuiteEvent | CheckRunEvent) and is_ci_result(event):
+        return _pull_of(event), "re-run the failed checks"
+    return None, ""  # autodev's own check run: the job's page and check run stay as they were
+
+
+def _pull_of(event: CheckSuiteEvent | CheckRunEvent) -> int | None:
+    """The pull request a CI result names (none for a fork's, or a suite made before the PR: no answer)."""
+    if isinstance(event, CheckSuiteEvent):
+        pulls = event.check_suite.pull_requests
+    else:
+        suite = event.check_run.check_suite
+        pulls = event.check_run.pull_requests or (suite.pull_requests if suite else [])
+    return pulls[0].number if pulls else None

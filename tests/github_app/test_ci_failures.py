@@ -279,3 +279,25 @@ async def test_a_suite_that_names_no_pull_request_finds_it_by_its_branch(
     assert await settle(gh_app, queue) == ["CI fix 1 of 2 submitted"]
     (listing,) = github.calls_to("GET", rf"/repos/{REPO}/pulls")
     assert listing.query == {"head": f"Codertocat:{BRANCH}", "state": "open"}
+
+
+async def test_a_failure_github_keeps_failing_to_show_ends_in_one_comment_on_the_pull_request(
+    client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
+) -> None:
+    """Nobody asked for a fix round by hand, so nobody would know one was never started: the PR is told."""
+    repo = github.add_repo(REPO)
+    autodev_pull(repo)
+    failing_actions_job(repo, SHA)
+    await pushed(store)
+    github.fail("GET", rf"/repos/{REPO}/pulls/2$", times=1000, status=502)
+
+    await deliver(client, "check_suite", check_suite(SHA, 2))
+    (outcome,) = await settle(gh_app, queue)
+
+    assert outcome.startswith("failed: GitHub failed while reading pull request #2")
+    assert queue.enqueued == [] and await store.list_jobs() == []
+    (notice,) = repo.comments.values()
+    assert notice["issue_number"] == 2
+    assert notice["body"].startswith(f"I could not act on the CI failure on {SHA[:7]}: GitHub kept failing")
+    assert notice["body"].endswith("Nothing was started; re-run the failed checks to try again.")
+    assert "@" not in notice["body"], "the sender is a bot: nobody to mention"
