@@ -4,6 +4,10 @@ A submitted review brings its inline comments (read with their threads, github_a
 comment that mentions the App is handled as the review that wraps it, and both deliveries make the same job
 (one dedupe key per review). A review takes on at most MAX_REVIEW_COMMENTS comments and says so when it
 leaves some open.
+
+GitHub wraps every reply in an existing thread in a review of its own, so "ok, leave it" under autodev's
+answer arrives as a review with one inline comment. A review made only of such replies is people talking in
+threads: it starts a round (LLM calls the user pays for) only when it mentions the App or requests changes.
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ MAX_REVIEW_COMMENTS = 30
 
 
 async def pull_request_review(context: TriggerContext, event: ReviewEvent, delivery: str) -> Outcome:
-    """A submitted review on autodev's PR becomes one revise job for all its inline comments; one with
-    none becomes a job only when it requests changes or mentions the App."""
+    """A submitted review on autodev's PR becomes one revise job for all its inline comments. One with
+    none, or with nothing but replies in threads that were there before it, becomes a job only when it
+    requests changes or mentions the App."""
     review = event.review
     comments = await review_threads(context, event, review.id)
     slug = await context.github("reading the App's name", context.api.slug())
-    mentioned = find_command(review.body or "", slug) is not None
-    if not comments and review.state.lower() != "changes_requested" and not mentioned:
+    asked = review.state.lower() == "changes_requested" or find_command(review.body or "", slug) is not None
+    if not comments and not asked:
         return Outcome(f"review {review.state.lower()} without inline comments: nothing to do")
+    only_replies = all(c["reply"] for c in comments)
+    if only_replies and not asked and not any(find_command(c["body"], slug) for c in comments):
+        return Outcome(f"replies in existing threads without @{slug}: nothing to do")
     return await review_job(context, event, review.id, review.body or "", comments)
 
 
@@ -51,6 +59,7 @@ async def pull_request_review_comment(context: TriggerContext, event: ReviewComm
                 "comment_id": comment.id, "thread_id": None, "author": comment.user.login,
                 "body": comment.body or "", "path": comment.path, "line": comment.line,
                 "start_line": comment.start_line, "diff_hunk": comment.diff_hunk, "history": [],
+                "reply": comment.in_reply_to_id is not None,
             }
         )  # fmt: skip
     return await review_job(context, event, review_id or event.comment.id, "", comments)

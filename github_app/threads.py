@@ -46,7 +46,8 @@ async def review_comments(
     """The inline comments of review `review_id`, in thread order, each with its thread's history.
 
     A comment that replies in a thread already resolved is left out (a "thanks" under an answered comment
-    asks for nothing); a reply in an open thread is a comment to address like any other."""
+    asks for nothing); a reply in an open thread is a comment to address like any other, marked `reply`
+    (its thread was started by an earlier review) so the trigger can tell a conversation from a request."""
     owner, name = repo.split("/", 1)
     found: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -66,8 +67,11 @@ async def review_comments(
 def _of_review(thread: dict[str, Any], review_id: int) -> list[dict[str, Any]]:
     comments = (thread.get("comments") or {}).get("nodes") or []
     picked: list[dict[str, Any]] = []
+    # GitHub lists a thread's comments oldest first: a thread whose first comment is another review's was
+    # there before this review, and this review's comments in it are replies (REST's `in_reply_to_id`).
+    reply = bool(comments) and _review_id(comments[0]) != review_id
     for index, comment in enumerate(comments):
-        if ((comment.get("pullRequestReview") or {}).get("databaseId")) != review_id:
+        if _review_id(comment) != review_id:
             continue
         if index > 0 and thread.get("isResolved"):
             continue
@@ -85,9 +89,14 @@ def _of_review(thread: dict[str, Any], review_id: int) -> list[dict[str, Any]]:
                 "start_line": comment.get("startLine") or thread.get("startLine"),
                 "diff_hunk": str(comment.get("diffHunk") or "")[-HUNK_MAX_CHARS:],
                 "history": history,
+                "reply": reply,
             }
         )
     return picked
+
+
+def _review_id(comment: dict[str, Any]) -> Any:
+    return (comment.get("pullRequestReview") or {}).get("databaseId")
 
 
 def _login(comment: dict[str, Any]) -> str:

@@ -36,6 +36,18 @@ def inline_comment(review_id: int, comment_id: int, body: str, sender: str = "al
     return data
 
 
+def answered_thread(github: FakeGitHub, number: int) -> dict[str, Any]:
+    """A thread from an earlier round: alice's comment, and autodev's answer under it."""
+    thread = github.add_review_comment(
+        REPO, number, review_id=1, user="alice", path="a.py", line=1, body="Add a logo"
+    )
+    github.add_review_comment(
+        REPO, number, review_id=2, user=f"{SLUG}[bot]", path="a.py", line=1, thread=thread,
+        body="Not addressed in this round: a logo is out of scope for this PR.",
+    )  # fmt: skip
+    return thread
+
+
 def pull_on(github: FakeGitHub, number: int) -> None:
     github.repos[REPO].pulls[number] = {
         "number": number, "node_id": f"PR_{number}", "title": "Fix spelling", "body": "", "draft": False,
@@ -188,6 +200,91 @@ async def test_a_reply_in_a_resolved_thread_is_not_a_comment_to_address(
     await deliver(client, "pull_request_review", data)
     assert await settle(gh_app, queue) == ["review commented without inline comments: nothing to do"]
     assert await store.list_jobs() == []
+
+
+async def test_a_reply_in_an_existing_thread_without_a_mention_is_talk_not_a_new_round(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    """Regression: "ok, leave it" under autodev's answer (a review of its own on GitHub) started a round."""
+    github.add_repo(REPO, writers={"alice"})
+    data = review()
+    number, review_id = data["pull_request"]["number"], data["review"]["id"]
+    pull_on(github, number)
+    for thread in (answered_thread(github, number), answered_thread(github, number)):
+        github.add_review_comment(
+            REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="ok, leave it",
+            thread=thread,
+        )  # fmt: skip
+
+    await deliver(client, "pull_request_review", data)
+    assert await settle(gh_app, queue) == [f"replies in existing threads without @{SLUG}: nothing to do"]
+    assert await store.list_jobs() == []
+    assert github.repos[REPO].comments == {}, "people talk in threads: nobody is answered"
+    assert github.calls_to("POST", rf"/repos/{REPO}/pulls/{number}/comments/\d+/replies") == []
+
+
+async def test_a_reply_that_mentions_the_app_starts_one_round_from_either_delivery(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    wrapping = review()
+    number, review_id = wrapping["pull_request"]["number"], wrapping["review"]["id"]
+    pull_on(github, number)
+    thread = answered_thread(github, number)
+    body = f"@{SLUG} please add it after all, as an SVG"
+    github.add_review_comment(
+        REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body=body, thread=thread
+    )
+    asked = thread["comments"][-1]["databaseId"]
+    delivered = inline_comment(review_id, asked, body)
+    delivered["comment"]["in_reply_to_id"] = thread["comments"][0]["databaseId"]
+
+    await deliver(client, "pull_request_review", wrapping)
+    await deliver(client, "pull_request_review_comment", delivered)
+    assert await settle(gh_app, queue) == ["job submitted", "job already submitted"]
+
+    [job] = await store.list_jobs()
+    assert [c["comment_id"] for c in job.origin["review"]["comments"]] == [asked]
+    assert f"> @{SLUG}[bot]: Not addressed in this round" in job.task and "as an SVG" in job.task
+
+
+async def test_a_reply_in_a_review_that_requests_changes_starts_a_round(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    data = review("changes_requested")
+    number, review_id = data["pull_request"]["number"], data["review"]["id"]
+    pull_on(github, number)
+    github.add_review_comment(
+        REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="No: it is in scope.",
+        thread=answered_thread(github, number),
+    )  # fmt: skip
+
+    await deliver(client, "pull_request_review", data)
+    assert await settle(gh_app, queue) == ["job submitted"]
+    [job] = await store.list_jobs()
+    assert job.origin["round"] == "review by @alice: 1 comment" and "No: it is in scope." in job.task
+
+
+async def test_a_review_with_a_new_comment_takes_its_replies_along_without_a_mention(
+    client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
+) -> None:
+    github.add_repo(REPO, writers={"alice"})
+    data = review()
+    number, review_id = data["pull_request"]["number"], data["review"]["id"]
+    pull_on(github, number)
+    github.add_review_comment(
+        REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="ok, leave it",
+        thread=answered_thread(github, number),
+    )  # fmt: skip
+    github.add_review_comment(
+        REPO, number, review_id=review_id, user="alice", path="b.py", line=2, body="Typo: recieve"
+    )
+
+    await deliver(client, "pull_request_review", data)
+    assert await settle(gh_app, queue) == ["job submitted"]
+    [job] = await store.list_jobs()
+    assert [c["path"] for c in job.origin["review"]["comments"]] == ["a.py", "b.py"]
 
 
 async def test_a_huge_review_is_taken_on_thirty_comments_at_a_time_and_says_so(
