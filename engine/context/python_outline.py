@@ -35,7 +35,9 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 _ANNOTATED = re.compile(r"([A-Za-z_]\w*)[ \t]*:(?!=)")
 _ASSIGN = re.compile(r"(?<![=!<>:+\-*/%&|^@~])=(?!=)")
 _IMPORT = re.compile(r"import[ \t]+([^;\n]+)")
-_FROM = re.compile(r"from\s+(\.*)\s*([\w.]*)[\s\\]*import[\s\\]*\(?([^;)]*)", re.S)
+# Possessive, with no two parts that can match the same characters: a hostile `from` followed by a
+# megabyte of dots or spaces must cost one pass, not one per way of splitting it.
+_FROM = re.compile(r"from[\s\\]++(\.*+)[\s\\]*+((?!import\b)[\w.]++)?[\s\\]*+import\b[\s\\]*+\(?([^;)]*+)")
 _KEYWORDS = frozenset(kwlist)
 
 
@@ -193,7 +195,7 @@ def _imported(statement: str) -> list[str] | None:
     found = _FROM.match(statement)
     if found is not None:
         dots, module, names = found.groups()
-        base = dots + module
+        base = dots + (module or "")
         aliases = [n.split()[0] for n in names.replace("\\", " ").split(",") if n.strip()]
         return [base, *(f"{base}.{a}" if module else base + a for a in aliases)]
     found = _IMPORT.match(statement)

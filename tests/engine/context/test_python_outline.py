@@ -214,3 +214,23 @@ def test_standard_library_outlines_as_ast_does(chunk: int) -> None:
         if read(source) != expected:
             mismatched.append(str(path))
     assert mismatched == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "from " + "." * 500_000,  # each split of dots between the package and the module tried once: hours
+        "from" + " " * 500_000 + "x",
+        "from x" + " \\\n" * 200_000,
+        "class A(" + "(" * 500_000 + ":\n    def f(self): pass\n",
+        '"""' * 300_000,
+        "a = " * 200_000 + "1",
+        "@d\n" * 200_000 + "def f(): pass\n",
+    ],
+    ids=["dots", "spaces", "continuations", "brackets", "quotes", "targets", "decorators"],
+)
+def test_a_hostile_file_costs_one_pass(hostile: str) -> None:
+    """The repository is someone else's: a megabyte crafted against a regular expression must not stall the
+    index (a quadratic pattern took 3.6 s for 20,000 dots, and grows with the square)."""
+    assert isinstance(outline(hostile), Outline)
