@@ -12,7 +12,9 @@ from engine.context.tokenize import tokenize
 MAX_QUERY_TERMS = 64
 
 _FRAME_PY = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
-_PATH_LINE = re.compile(r"([\w./\\-]+\.[A-Za-z]{1,5}):(\d+)")
+# Paths start where a token starts: from every position inside a long token the search would scan to its
+# end again, and an issue (or a CI log in a task) is text anyone can write.
+_PATH_LINE = re.compile(r"(?<![\w./\\-])([\w./\\-]+\.[A-Za-z]{1,5}):(\d+)")
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/])")
 _IDENTIFIER = re.compile(
     r"`([^`\s]+)`|\b([A-Za-z_]\w*)\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from engine.context import ContextEngine
 from engine.context.rank import parse_query
 
@@ -38,6 +40,20 @@ def test_query_hints_find_paths_frames_and_identifiers() -> None:
     assert ("/srv/app/shop/ledger.py", 122) in hints.frames
     assert {"parse_amount", "reconcile_ledger", "invoicebuilder", "total"} <= hints.identifiers
     assert "e.g" not in hints.paths
+
+
+def test_a_path_with_its_line_is_a_frame_wherever_it_stands() -> None:
+    hints = parse_query("fails at (src/app/views.py:42), C:\\work\\app\\models.py:7 and x=lib/db.rb:9")
+    assert {("src/app/views.py", 42), ("work/app/models.py", 7), ("lib/db.rb", 9)} <= set(hints.frames)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("token", ["a", "a.", "a/", "a_", "aB"])
+def test_a_hostile_issue_is_read_in_one_pass(token: str) -> None:
+    """Anyone can write an issue (or the CI log a fix round quotes): one 300,000-character word took the
+    path-and-line pattern minutes, scanning to the word's end again from every position inside it."""
+    hints = parse_query(token * (300_000 // len(token)))
+    assert hints.frames == []
 
 
 async def test_path_named_in_query_ranks_that_file_first(tmp_path: Path) -> None:
