@@ -104,6 +104,20 @@ def test_the_password_in_any_url_is_masked_and_the_user_kept() -> None:
     assert f"redis://:{PLACEHOLDER}@cache" in out
 
 
+def test_a_url_inside_other_text_still_has_its_password_masked() -> None:
+    out = redact("(git+https://bot:hunter22@host/x) url=amqp://guest:guest-pw@mq")
+    assert out == f"(git+https://bot:{PLACEHOLDER}@host/x) url=amqp://guest:{PLACEHOLDER}@mq"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "text", ["https://" + "a" * 1_000_000, "https://u:" + "a" * 1_000_000, "a" * 1_000_000 + "://"]
+)
+def test_hostile_output_is_masked_in_one_pass(text: str) -> None:
+    """Test output is the repository's to write: a megabyte of letters around `://` must not stall the job."""
+    assert redact(text) == text
+
+
 def test_url_password_reads_the_user_info() -> None:
     assert url_password("postgresql+asyncpg://u:p%40ss@h/db") == "p@ss"
     assert url_password("redis://:only-password@h:6379/0") == "only-password"
