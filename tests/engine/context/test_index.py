@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from engine.context import ContextEngine
 from engine.context.parse import chunk_spans, parse_file
 from engine.context.store import IndexCache
@@ -213,3 +215,22 @@ def test_the_parse_workers_import_neither_the_llm_client_nor_the_database() -> N
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("suffix", [".py", ".js", ".go", ".zig", ".md"])
+def test_hostile_files_are_indexed_in_one_pass(tmp_path: Path, suffix: str) -> None:
+    """The repository is someone else's: files crafted against the parsers' patterns (about a megabyte
+    each, the most a file may be) must cost one pass, whatever the language's parser."""
+    hostile = {
+        "dots": "from " + "." * 1_000_000,
+        "words": "a" * 1_000_000,
+        "brackets": "x = " + "(" * 500_000 + "[" * 400_000,
+        "indentation": "\t" * 1_000_000 + "def x",
+        "keywords": "export default pub(" * 50_000,
+        "lines": "#\n" * 500_000,
+    }
+    for name, text in hostile.items():
+        (tmp_path / f"{name}{suffix}").write_text(text)
+    entries = [parse_file(tmp_path, f"{name}{suffix}") for name in hostile]
+    assert all(entry is not None for entry in entries)

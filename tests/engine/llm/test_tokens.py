@@ -73,3 +73,27 @@ def test_source_code_costs_the_same_counted_whole_or_by_line() -> None:
     source = "def add(a, b):\n    return a + b\n\n\nclass Calc:\n    total = 0  # running\n" * 20
     assert count_tokens(source) == pytest.approx(_count_text(source) * _SCALE, abs=1)
     assert count_tokens(source) == count_tokens(source.replace("\n\n\n", "\n"))
+
+
+# Texts anyone can put in a prompt (test output, an issue) with their real counts in o200k_base and
+# cl100k_base (gpt-tokenizer, as tests/fixtures/token-counts): long runs BPE has no merges for.
+HOSTILE = {
+    "spaces": (" " * 100_000, 782, 782),
+    "tabs": ("\t" * 100_000, 6_250, 6_250),
+    "newlines": ("\n" * 100_000, 6_250, 3_125),
+    "mixed punctuation": ("!?" * 50_000, 25_002, 50_001),
+    "dots": ("." * 100_000, 1_563, 1_563),
+    "one letter": ("a" * 100_000, 12_500, 12_500),
+    "humps": ("aB" * 50_000, 50_001, 50_001),
+    "base64-like": ("Ab1+" * 25_000, 75_000, 75_000),
+    "digits": ("1" * 100_000, 33_334, 33_334),
+    "non-ascii": ("é" * 100_000, 100_000, 100_000),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_hostile_text_is_counted_in_one_pass_and_never_low(kind: str) -> None:
+    """Every prompt is counted before it is sent, and the dollar budget trusts the count."""
+    text, o200k, cl100k = HOSTILE[kind]
+    assert count_tokens(text) >= max(o200k, cl100k)
