@@ -79,7 +79,8 @@ class ContextEngine:
             key = (str(self.cache.cache_dir), repo, *snap.key)
             if key in _LOADED:
                 _LOADED.move_to_end(key)
-                return _LOADED[key], {"index": "in memory", "files_parsed": 0}
+                left_out = {"files_left_out": snap.left_out} if snap.left_out else {}
+                return _LOADED[key], {"index": "in memory", "files_parsed": 0, **left_out}
             index, how = await asyncio.to_thread(load_or_build, self.cache, snap, repo)
             _LOADED[key] = index
             while len(_LOADED) > _LOADED_MAX:

@@ -21,12 +21,17 @@ from pathlib import Path
 
 from engine.context.index import INDEX_VERSION, RepoIndex, build_index, update_index
 from engine.context.parse import is_indexable
+from engine.context.roles import PRIORS, role_of
 from engine.context.serial import index_from_json, index_to_json
 from engine.context.tree import Stats, load_or_build_tree, stats_key, walk
 
 log = logging.getLogger(__name__)
 
 KEEP_PER_REPO = 4
+# An index costs ~80 KB of memory a file (12,000 files: 980 MB at peak, docs/benchmarks.md): a tree with
+# more files than this is indexed in part, source first, so a monorepo (or a repository made to exhaust the
+# worker) cannot take the worker's memory. The files left out are counted in the job's diagnostics.
+MAX_FILES = 20_000
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Snapshot:
     present: set[str]
     dirty: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (mtime_ns, size)
     stats: Stats | None = None  # every file's, when the tree is not a git repository
+    left_out: int = 0  # files beyond MAX_FILES, not indexed
 
     @property
     def key(self) -> tuple[str, str | None, tuple[tuple[str, int, int], ...]]:
@@ -97,9 +103,14 @@ def snapshot(root: Path) -> Snapshot:
     )
     if listing is None:
         stats = walk(root)
-        return Snapshot(root, None, set(stats), stats=stats)
+        kept = within_cap(set(stats))
+        left_out = len(stats) - len(kept)
+        if left_out:
+            stats = {p: stats[p] for p in kept}
+        return Snapshot(root, None, kept, stats=stats, left_out=left_out)
     # Sizes are checked when a file is parsed; a stat per file here would cost every query.
-    present = {p for p in listing.split("\0") if p and is_indexable(p, 0)}
+    listed = {p for p in listing.split("\0") if p and is_indexable(p, 0)}
+    present = within_cap(listed)
     dirty: dict[str, tuple[int, int]] = {}
     status = status or ""
     entries = iter(status.split("\0"))
@@ -114,7 +125,18 @@ def snapshot(root: Path) -> Snapshot:
             dirty[path] = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             dirty[path] = (0, -1)
-    return Snapshot(root, commit.strip() if commit else None, present, dirty)
+    commit = commit.strip() if commit else None
+    return Snapshot(root, commit, present, dirty, left_out=len(listed) - len(present))
+
+
+def within_cap(paths: set[str], limit: int | None = None) -> set[str]:
+    """`paths`, or the `limit` (MAX_FILES) a fix is likeliest to need: by role (source, config, tests…,
+    vendored and generated last), then the shallowest, then by name, so the choice is the same every time."""
+    limit = MAX_FILES if limit is None else limit
+    if len(paths) <= limit:
+        return paths
+    ranked = sorted(paths, key=lambda p: (-PRIORS[role_of(p)], p.count("/"), p))
+    return set(ranked[:limit])
 
 
 class IndexCache:
@@ -152,6 +174,15 @@ class IndexCache:
 
 def load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
     """The index for the snapshot, and how it was obtained (for diagnostics)."""
+    index, how = _load_or_build(cache, snap, repo)
+    if snap.left_out:
+        how["files_left_out"] = snap.left_out
+        if how.get("files_parsed"):  # said when parsing, not on every query of a warm index
+            log.warning("%s: %d files indexed, %d left out", repo, len(index.files), snap.left_out)
+    return index, how
+
+
+def _load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
     started = time.perf_counter()
     if snap.stats is not None:
         return load_or_build_tree(cache.folder(repo), snap.root, repo, snap.stats)

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from engine.context import ContextEngine
+from engine.context import store as store_module
 from engine.context.parse import chunk_spans, parse_file
-from engine.context.store import IndexCache
+from engine.context.store import IndexCache, within_cap
 
-from .conftest import commit, git, write
+from .conftest import commit, git, make_repo, write
 
 
 def test_python_symbols_with_methods_and_constants(sample_repo: Path) -> None:
@@ -234,3 +235,40 @@ def test_hostile_files_are_indexed_in_one_pass(tmp_path: Path, suffix: str) -> N
         (tmp_path / f"{name}{suffix}").write_text(text)
     entries = [parse_file(tmp_path, f"{name}{suffix}") for name in hostile]
     assert all(entry is not None for entry in entries)
+
+
+def test_a_tree_over_the_file_limit_keeps_source_first_and_the_same_files_each_time() -> None:
+    paths = {
+        "src/app/deep/module.py",
+        "src/app.py",
+        "docs/guide.md",
+        "vendor/lib/util.js",
+        "tests/test_app.py",
+        "setup.cfg",
+    }
+    assert within_cap(paths, limit=3) == {"src/app.py", "src/app/deep/module.py", "setup.cfg"}
+    assert within_cap(paths, limit=3) == within_cap(set(sorted(paths, reverse=True)), limit=3)
+    assert within_cap(paths, limit=6) == paths
+
+
+@pytest.mark.parametrize("plain_folder", [False, True], ids=["git", "plain folder"])
+async def test_a_repository_over_the_file_limit_is_indexed_in_part_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_folder: bool
+) -> None:
+    """A monorepo, or a repository made to exhaust the worker's memory (~80 KB of index a file)."""
+    files = {f"pkg/mod_{i}.py": f"def handler_{i}():\n    return {i}\n" for i in range(8)}
+    files |= {f"docs/page_{i}.md": f"# Page {i}\n\nhandler_{i} explained\n" for i in range(6)}
+    root = tmp_path / "repo"
+    if plain_folder:
+        write(root, files)
+    else:
+        make_repo(root, files)
+    monkeypatch.setattr(store_module, "MAX_FILES", 10)
+
+    engine = ContextEngine(tmp_path / "cache")
+    index, how = await engine.index(root, "acme/big")
+    pack = await engine.build(root, "acme/big", "handler_3 returns the wrong value", 4_000)
+
+    assert len(index.files) == 10 and how["files_left_out"] == 4
+    assert {f"pkg/mod_{i}.py" for i in range(8)} <= set(index.files), "the source is all there"
+    assert pack.diagnostics["files_left_out"] == 4
