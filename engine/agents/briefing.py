@@ -53,7 +53,7 @@ async def gather_context(
     """`llm`: the job's LLM client, through which embeddings are asked for (and billed) when configured;
     `model`: the one that reads the context, whose reported usage turns CONTEXT_BUDGET_TOKENS (its tokens)
     into the estimated tokens the pack may fill."""
-    calibration = await store.token_calibration(model) if model else None
+    calibration = await store.token_calibration(model, repo) if model else None
     budget, reserve = settings.context_budget_tokens, OUTPUT_RESERVE_TOKENS
     if calibration is not None:  # both in estimated tokens, so that the pack is in the model's
         budget, reserve = calibration.limit(budget), calibration.limit(reserve)

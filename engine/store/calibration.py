@@ -11,7 +11,7 @@ Python, prose), and a model's latest requests may all have been about one of the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +34,7 @@ class Calibration:
     ratio: float  # reported / estimated, the highest of the samples (1.0: not calibrated)
     samples: int
     margin: float = 0.0  # the share of the budget left unfilled for prompts unlike the samples
+    scope: str = "model"  # "repository": from requests about the repository the pack is for
 
     def limit(self, budget_tokens: int) -> int:
         """The estimated tokens that stay within `budget_tokens` of the model's own."""
@@ -44,6 +45,7 @@ class Calibration:
             "model": self.model,
             "ratio": round(self.ratio, 3),
             "samples": self.samples,
+            "scope": self.scope,
             "margin": self.margin,
         }
 
@@ -60,8 +62,22 @@ def calibrate(model: str, pairs: list[tuple[int, int]]) -> Calibration:
     return Calibration(model, min(MAX_RATIO, max(MIN_RATIO, max(ratios))), len(ratios), MARGIN)
 
 
-async def token_calibration(sessions: async_sessionmaker[AsyncSession], model: str) -> Calibration:
-    """The model's calibration from its latest requests the provider reported usage for."""
+async def token_calibration(
+    sessions: async_sessionmaker[AsyncSession], model: str, repo: str | None = None
+) -> Calibration:
+    """The model's calibration from its latest requests the provider reported usage for: those about `repo`
+    when there are enough of them (the estimate errs by a few percent more or less on one repository's
+    languages than on another's: docs/benchmarks.md), else all of the model's."""
+    if repo is not None:
+        own = calibrate(model, await _reported(sessions, model, repo))
+        if own.samples >= MIN_SAMPLES:
+            return replace(own, scope="repository")
+    return calibrate(model, await _reported(sessions, model, None))
+
+
+async def _reported(
+    sessions: async_sessionmaker[AsyncSession], model: str, repo: str | None
+) -> list[tuple[int, int]]:
     query = (
         select(CostEntry.tokens_in, CostEntry.tokens_in_estimate)
         .where(
@@ -72,6 +88,8 @@ async def token_calibration(sessions: async_sessionmaker[AsyncSession], model: s
         .order_by(CostEntry.id.desc())
         .limit(SAMPLES)
     )
+    if repo is not None:
+        query = query.where(CostEntry.repo == repo)
     async with sessions() as session:
         rows = (await session.execute(query)).all()
-    return calibrate(model, [(int(r.tokens_in), int(r.tokens_in_estimate)) for r in rows])
+    return [(int(r.tokens_in), int(r.tokens_in_estimate)) for r in rows]

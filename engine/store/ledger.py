@@ -86,6 +86,7 @@ class CostLedger(EventLog):
         async with self.sessions() as session:
             return float((await session.execute(query)).scalar_one())
 
-    async def token_calibration(self, model: str) -> Calibration:
-        """How `model` counts what engine.llm.tokens estimates, from its latest reported usage."""
-        return await token_calibration(self.sessions, model)
+    async def token_calibration(self, model: str, repo: str | None = None) -> Calibration:
+        """How `model` counts what engine.llm.tokens estimates, from its latest reported usage (about
+        `repo`, when enough of it is)."""
+        return await token_calibration(self.sessions, model, repo)
