@@ -183,7 +183,10 @@ class CostEntry(Base):
     repo: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
-    __table_args__ = (Index("ix_cost_entries_model_id", "model", "id"),)  # a model's latest requests
+    __table_args__ = (
+        Index("ix_cost_entries_model_id", "model", "id"),  # a model's latest requests
+        Index("ix_cost_entries_model_repo_id", "model", "repo", "id"),  # and those about one repository
+    )
 
 
 class MemoryNote(Base):
