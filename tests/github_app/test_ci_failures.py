@@ -87,6 +87,16 @@ def autodev_pull(repo: FakeRepo, number: int = 2, sha: str = SHA, branch: str = 
     }
 
 
+async def failing_autodev_pull(github: FakeGitHub, store: JobStore) -> FakeRepo:
+    """alice's repository (she may write) with autodev's PR #2, whose head SHA autodev pushed and whose
+    GitHub Actions job failed on it."""
+    repo = github.add_repo(REPO, writers={"alice"})
+    autodev_pull(repo)
+    failing_actions_job(repo, SHA)
+    await pushed(store)
+    return repo
+
+
 def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
@@ -99,10 +109,7 @@ async def pushed(store: JobStore, sha: str = SHA) -> None:
 async def test_a_failing_suite_and_its_check_run_on_autodevs_commit_make_one_fix_job(
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
 ) -> None:
-    repo = github.add_repo(REPO, writers={"alice"})
-    autodev_pull(repo)
-    failing_actions_job(repo, SHA)
-    await pushed(store)
+    await failing_autodev_pull(github, store)
 
     suite = await deliver(client, "check_suite", check_suite(SHA, 2))
     run = await deliver(client, "check_run", check_run(SHA, 2))
@@ -182,10 +189,7 @@ async def test_a_failure_on_a_commit_that_is_no_longer_the_head_starts_nothing(
 async def test_app_stop_cancels_the_fix_under_way_and_ends_the_rounds(
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
 ) -> None:
-    repo = github.add_repo(REPO, writers={"alice"})
-    autodev_pull(repo)
-    failing_actions_job(repo, SHA)
-    await pushed(store)
+    repo = await failing_autodev_pull(github, store)
     await deliver(client, "check_suite", check_suite(SHA, 2))
     await settle(gh_app, queue)
     (fix,) = queue.enqueued
@@ -267,10 +271,7 @@ async def test_a_suite_that_names_no_pull_request_finds_it_by_its_branch(
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
 ) -> None:
     """GitHub leaves `pull_requests` empty in some deliveries (a fork, a suite made before the PR)."""
-    repo = github.add_repo(REPO)
-    autodev_pull(repo)
-    failing_actions_job(repo, SHA)
-    await pushed(store)
+    await failing_autodev_pull(github, store)
     data = check_suite(SHA, 2)
     data["check_suite"]["pull_requests"] = []
 
@@ -285,10 +286,7 @@ async def test_a_failure_github_keeps_failing_to_show_ends_in_one_comment_on_the
     client: httpx.AsyncClient, gh_app: GitHubApp, github: FakeGitHub, store: JobStore, queue: RecordingQueue
 ) -> None:
     """Nobody asked for a fix round by hand, so nobody would know one was never started: the PR is told."""
-    repo = github.add_repo(REPO)
-    autodev_pull(repo)
-    failing_actions_job(repo, SHA)
-    await pushed(store)
+    repo = await failing_autodev_pull(github, store)
     github.fail("GET", rf"/repos/{REPO}/pulls/2$", times=1000, status=502)
 
     await deliver(client, "check_suite", check_suite(SHA, 2))

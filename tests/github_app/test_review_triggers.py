@@ -48,6 +48,16 @@ def answered_thread(github: FakeGitHub, number: int) -> dict[str, Any]:
     return thread
 
 
+def reviewed_pull(github: FakeGitHub, *args: str, **fields: str) -> tuple[dict[str, Any], int, int]:
+    """alice's repository (she may write), autodev's PR and a `review(...)` of it: the delivery, the PR's
+    number and the review's id."""
+    github.add_repo(REPO, writers={"alice"})
+    data = review(*args, **fields)
+    number, review_id = data["pull_request"]["number"], data["review"]["id"]
+    pull_on(github, number)
+    return data, number, review_id
+
+
 def pull_on(github: FakeGitHub, number: int) -> None:
     github.repos[REPO].pulls[number] = {
         "number": number, "node_id": f"PR_{number}", "title": "Fix spelling", "body": "", "draft": False,
@@ -58,10 +68,7 @@ def pull_on(github: FakeGitHub, number: int) -> None:
 async def test_a_review_with_three_inline_comments_makes_one_job_that_carries_each_comment(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    data = review(body="A few things.")
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github, body="A few things.")
     earlier = github.add_review_comment(
         REPO, number, review_id=1, user="bob", path="app.py", line=4, body="Why a global?",
         diff_hunk="@@ -1,4 +1,4 @@\n+STATE = {}",
@@ -106,10 +113,7 @@ async def test_a_single_mention_and_the_review_that_wraps_it_make_one_job(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
     """GitHub sends both deliveries for one inline comment: a job each would push twice to one branch."""
-    github.add_repo(REPO, writers={"alice"})
-    wrapping = review()
-    number, review_id = wrapping["pull_request"]["number"], wrapping["review"]["id"]
-    pull_on(github, number)
+    wrapping, number, review_id = reviewed_pull(github)
     body = f"@{SLUG} rename this to `greeting`"
     thread = github.add_review_comment(
         REPO, number, review_id=review_id, user="alice", path="README.md", line=1, body=body
@@ -154,10 +158,7 @@ async def test_an_approval_or_a_bare_comment_review_does_nothing_and_says_nothin
 async def test_a_non_writers_review_with_comments_gets_one_polite_reply_and_no_job(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    data = review("changes_requested", "Please fix", sender="mallory")
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github, "changes_requested", "Please fix", sender="mallory")
     github.add_review_comment(
         REPO, number, review_id=review_id, user="mallory", path="a.py", line=1, body="x"
     )
@@ -187,10 +188,7 @@ async def test_a_reply_in_a_resolved_thread_is_not_a_comment_to_address(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
     """A "thanks" under a thread autodev answered and resolved must not start another round."""
-    github.add_repo(REPO, writers={"alice"})
-    data = review()
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github)
     thread = github.add_review_comment(REPO, number, review_id=1, user="alice", path="a.py", line=1, body="x")
     thread["isResolved"] = True
     github.add_review_comment(
@@ -206,10 +204,7 @@ async def test_a_reply_in_an_existing_thread_without_a_mention_is_talk_not_a_new
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
     """Regression: "ok, leave it" under autodev's answer (a review of its own on GitHub) started a round."""
-    github.add_repo(REPO, writers={"alice"})
-    data = review()
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github)
     for thread in (answered_thread(github, number), answered_thread(github, number)):
         github.add_review_comment(
             REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="ok, leave it",
@@ -226,10 +221,7 @@ async def test_a_reply_in_an_existing_thread_without_a_mention_is_talk_not_a_new
 async def test_a_reply_that_mentions_the_app_starts_one_round_from_either_delivery(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    wrapping = review()
-    number, review_id = wrapping["pull_request"]["number"], wrapping["review"]["id"]
-    pull_on(github, number)
+    wrapping, number, review_id = reviewed_pull(github)
     thread = answered_thread(github, number)
     body = f"@{SLUG} please add it after all, as an SVG"
     github.add_review_comment(
@@ -251,10 +243,7 @@ async def test_a_reply_that_mentions_the_app_starts_one_round_from_either_delive
 async def test_a_reply_in_a_review_that_requests_changes_starts_a_round(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    data = review("changes_requested")
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github, "changes_requested")
     github.add_review_comment(
         REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="No: it is in scope.",
         thread=answered_thread(github, number),
@@ -269,10 +258,7 @@ async def test_a_reply_in_a_review_that_requests_changes_starts_a_round(
 async def test_a_review_with_a_new_comment_takes_its_replies_along_without_a_mention(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    data = review()
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github)
     github.add_review_comment(
         REPO, number, review_id=review_id, user="alice", path="a.py", line=1, body="ok, leave it",
         thread=answered_thread(github, number),
@@ -290,10 +276,7 @@ async def test_a_review_with_a_new_comment_takes_its_replies_along_without_a_men
 async def test_a_huge_review_is_taken_on_thirty_comments_at_a_time_and_says_so(
     client: httpx.AsyncClient, github: FakeGitHub, gh_app: GitHubApp, store: JobStore, queue: RecordingQueue
 ) -> None:
-    github.add_repo(REPO, writers={"alice"})
-    data = review()
-    number, review_id = data["pull_request"]["number"], data["review"]["id"]
-    pull_on(github, number)
+    data, number, review_id = reviewed_pull(github)
     for line in range(1, 36):
         github.add_review_comment(
             REPO, number, review_id=review_id, user="alice", path="a.py", line=line, body="x"
