@@ -34,7 +34,7 @@ class QueryHints:
 
 def parse_query(query: str) -> QueryHints:
     title = next((line for line in query.splitlines() if line.strip()), "")
-    hints = QueryHints(terms=_query_terms(query), title_terms=set(tokenize(title)))
+    hints = QueryHints(terms=_query_terms(query, title), title_terms=set(tokenize(title)))
     for match in _FRAME_PY.finditer(query):
         hints.frames.append((_normal(match.group(1)), int(match.group(2))))
         if match.group(3) and match.group(3) != "<module>":
@@ -60,6 +60,10 @@ def _normal(path: str) -> str:
     return path.replace("\\", "/").lstrip("./") if not path.startswith("/") else path.replace("\\", "/")
 
 
-def _query_terms(query: str) -> list[str]:
-    counts = Counter(tokenize(query))
-    return [term for term, _ in counts.most_common(MAX_QUERY_TERMS)]
+def _query_terms(query: str, title: str) -> list[str]:
+    """The title's terms, then the text's most frequent others, MAX_QUERY_TERMS in all: a long issue (a
+    traceback, a code block, a log) repeats many words more often than its title names its subject once."""
+    first = list(dict.fromkeys(tokenize(title)))[:MAX_QUERY_TERMS]
+    taken = set(first)
+    others = [term for term, _ in Counter(tokenize(query)).most_common() if term not in taken]
+    return first + others[: MAX_QUERY_TERMS - len(first)]

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from engine.context import ContextEngine
+from engine.context.query import MAX_QUERY_TERMS
 from engine.context.rank import parse_query
 
 from .conftest import make_repo
@@ -40,6 +41,14 @@ def test_query_hints_find_paths_frames_and_identifiers() -> None:
     assert ("/srv/app/shop/ledger.py", 122) in hints.frames
     assert {"parse_amount", "reconcile_ledger", "invoicebuilder", "total"} <= hints.identifiers
     assert "e.g" not in hints.paths
+
+
+def test_a_long_issue_keeps_its_titles_words_among_the_query_terms() -> None:
+    """A log or a traceback repeats dozens of words more often than the title names the subject once."""
+    log = "\n".join(f"worker_{i} retried connection_{i} after timeout_{i}" for i in range(40))
+    hints = parse_query("Ledger reconciliation drops refunds\n\n" + log + "\n" + log)
+    assert {"ledger", "reconciliation", "drops", "refunds"} <= set(hints.terms)
+    assert len(hints.terms) == MAX_QUERY_TERMS and {"worker", "retried"} <= set(hints.terms)
 
 
 def test_a_path_with_its_line_is_a_frame_wherever_it_stands() -> None:
