@@ -1,5 +1,6 @@
-"""What an issue's text says about where to look: its terms, the paths and stack-trace frames it names, and
-the identifiers (names in backticks, calls, snake_case, camelCase, dotted paths) it mentions."""
+"""What an issue's text says about where to look: its terms, the paths and stack-trace frames it names (links
+to a file on GitHub included), and the identifiers (names in backticks, calls, snake_case, camelCase, dotted
+paths) it mentions."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})
 _IDENTIFIER = re.compile(
     r"`([^`\s]+)`|\b([A-Za-z_]\w*)\(|\b([a-z]+(?:_[a-z0-9]+)+|_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*)\b"
 )
+# A link to a file on GitHub (`…/blob/<ref>/path/to/file.py#L12-L20`) names the file, and often the line.
+_BLOB_URL = re.compile(r"github\.com/[\w.-]++/[\w.-]++/(?:blob|tree)/[\w.-]++/([\w./-]++)(?:#L(\d+))?")
 _DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
 _PROSE_EXTENSIONS = frozenset({"e.g", "i.e", "etc"})
 
@@ -41,6 +44,11 @@ def parse_query(query: str) -> QueryHints:
             hints.identifiers.add(match.group(3).lower())
     for match in _PATH_LINE.finditer(query):
         hints.frames.append((_normal(match.group(1)), int(match.group(2))))
+    for match in _BLOB_URL.finditer(query):
+        path = match.group(1).rstrip(".")  # a link that ends a sentence
+        hints.paths.add(path)
+        if match.group(2):
+            hints.frames.append((path, int(match.group(2))))
     for match in _PATH.finditer(query):
         if match.group(1).lower() not in _PROSE_EXTENSIONS:
             hints.paths.add(_normal(match.group(1)))

@@ -51,13 +51,22 @@ def test_a_long_issue_keeps_its_titles_words_among_the_query_terms() -> None:
     assert len(hints.terms) == MAX_QUERY_TERMS and {"worker", "retried"} <= set(hints.terms)
 
 
+async def test_a_link_to_a_file_on_github_ranks_that_file_first(tmp_path: Path) -> None:
+    query = (
+        "Amounts come out wrong since the last release, see "
+        "https://github.com/acme/shop/blob/5f2c9e1/shop/legacy/util.py#L2-L3."
+    )
+    assert ("shop/legacy/util.py", 2) in parse_query(query).frames
+    assert (await _ranked(tmp_path, query))[0] == "shop/legacy/util.py"
+
+
 def test_a_path_with_its_line_is_a_frame_wherever_it_stands() -> None:
     hints = parse_query("fails at (src/app/views.py:42), C:\\work\\app\\models.py:7 and x=lib/db.rb:9")
     assert {("src/app/views.py", 42), ("work/app/models.py", 7), ("lib/db.rb", 9)} <= set(hints.frames)
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("token", ["a", "a.", "a/", "a_", "aB"])
+@pytest.mark.parametrize("token", ["a", "a.", "a/", "a_", "aB", "github.com/o/r/blob/x/ "])
 def test_a_hostile_issue_is_read_in_one_pass(token: str) -> None:
     """Anyone can write an issue (or the CI log a fix round quotes): one 300,000-character word took the
     path-and-line pattern minutes, scanning to the word's end again from every position inside it."""
