@@ -88,33 +88,26 @@ async def make_plan(
             ) from exc
         try:
             return parse_plan(reply.content)
-        except PlannerQuestion as asked:
-            if may_ask:
-                raise
-            # Asked anyway: repaired like any other answer that is not a plan.
-            if attempt == MAX_REPAIRS:
-                raise PermanentFailure(
-                    f"the planner asked a question it may not ask: {asked.text}"
-                ) from asked
-            messages += [
-                {"role": "assistant", "content": reply.content or ""},
-                {"role": "user", "content": NO_MORE_QUESTIONS},
-            ]
-            continue
         except (ValueError, ValidationError) as exc:
-            problem = _describe(exc)
-            log.info("plan rejected (attempt %d): %s", attempt + 1, problem)
+            if isinstance(exc, PlannerQuestion):
+                if may_ask:
+                    raise
+                # Asked anyway: repaired like any other answer that is not a plan.
+                failure = f"the planner asked a question it may not ask: {exc.text}"
+                correction = NO_MORE_QUESTIONS
+            else:
+                problem = _describe(exc)
+                log.info("plan rejected (attempt %d): %s", attempt + 1, problem)
+                failure = f"the planner did not return a valid plan after {MAX_REPAIRS} repairs: {problem}"
+                correction = (
+                    f"That answer is not a valid plan: {problem}\nReply again with only the JSON "
+                    'object {"summary": "...", "steps": [{"title", "rationale", "acceptance", "files"}]}.'
+                )
             if attempt == MAX_REPAIRS:
-                raise PermanentFailure(
-                    f"the planner did not return a valid plan after {MAX_REPAIRS} repairs: {problem}"
-                ) from exc
+                raise PermanentFailure(failure) from exc
             messages += [
                 {"role": "assistant", "content": reply.content or ""},
-                {
-                    "role": "user",
-                    "content": f"That answer is not a valid plan: {problem}\nReply again with only the JSON "
-                    'object {"summary": "...", "steps": [{"title", "rationale", "acceptance", "files"}]}.',
-                },
+                {"role": "user", "content": correction},
             ]
     raise AssertionError("unreachable")
 
