@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from arq.worker import Worker
@@ -40,13 +41,18 @@ def build_worker(runtime: Runtime, *, burst: bool = False) -> AutodevWorker:
     return AutodevWorker(
         **worker_options(runtime.settings, burst=burst),
         redis_pool=runtime.redis,
-        ctx={
-            "deps": runtime.engine_deps(),
-            "queue": runtime.queue,
-            "deliveries": runtime.github.deliveries,
-            "approvals": runtime.github.approvals,
-        },
+        ctx=worker_context(runtime),
     )
+
+
+def worker_context(runtime: Runtime) -> dict[str, Any]:
+    """What the worker's tasks find in ARQ's `ctx` (workers/jobs.py, workers/deliveries.py)."""
+    return {
+        "deps": runtime.engine_deps(),
+        "queue": runtime.queue,
+        "deliveries": runtime.github.deliveries,
+        "approvals": runtime.github.approvals,
+    }
 
 
 async def stop_worker(worker: Worker, grace: float) -> None:

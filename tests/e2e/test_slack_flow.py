@@ -12,6 +12,7 @@ import pytest
 
 from autodev.app import create_app
 from autodev.runtime import Runtime
+from autodev.serve import worker_context
 from engine.store.models import JobState, utcnow
 from tests.bot.conftest import CHANNEL, REPO, USER, SlackClient, slack_side
 from tests.conftest import install
@@ -127,7 +128,7 @@ async def test_a_job_that_ends_while_slack_is_down_gets_its_ending_posted_once_s
     await client.command(f"{REPO} fix the typo in the README")
     await runtime.slack.wait_idle()
     [job] = await runtime.store.list_jobs()
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+    ctx = worker_context(runtime)
 
     slack.down = True
     before = len(slack.messages(CHANNEL))

@@ -11,6 +11,7 @@ import httpx
 from arq.jobs import JobStatus
 
 from autodev.runtime import Runtime
+from autodev.serve import worker_context
 from engine import events
 from engine.settings import Settings
 from engine.store.models import JobState, utcnow
@@ -139,7 +140,7 @@ async def test_restarting_redis_and_the_worker_while_a_job_waits_loses_nothing(
     _, runtime, http, _, llm = services
     llm.reply_json({"question": QUESTION})
     job_id = await start(services, tmp_path)
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+    ctx = worker_context(runtime)
 
     await runtime.queue.redis.flushdb()  # Redis restarted without its data
     counts = await reconcile(ctx)
@@ -196,7 +197,7 @@ async def test_an_unanswered_question_is_cancelled_with_a_note_at_its_deadline(
     _, runtime, _, github, llm = services
     llm.reply_json({"question": QUESTION})
     job_id = await start(services, tmp_path, config="question_timeout_hours: 2\n")
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+    ctx = worker_context(runtime)
     job = await runtime.store.get(job_id)
     assert job.origin["waiting"]["deadline"] > (utcnow() + timedelta(minutes=119)).isoformat()
     assert (await reconcile(ctx))["expired"] == 0
@@ -276,7 +277,7 @@ async def test_a_writers_thumbs_up_on_the_plan_approves_it_and_a_readers_does_no
     _, runtime, _http, github, llm = services
     llm.reply_json(PLAN)
     job_id = await start(services, tmp_path, config="plan_approval: true\n")
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue, "approvals": runtime.github.approvals}
+    ctx = worker_context(runtime)
     plan_comment = (await runtime.store.get(job_id)).reporter_state["github"]["wait_comment_id"]
 
     github.react(REPO, plan_comment, "mallory")
@@ -318,7 +319,7 @@ async def test_the_reactions_of_a_plan_waiting_for_an_hour_are_read_less_often(
     _, runtime, _, github, llm = services
     llm.reply_json(PLAN)
     job_id = await start(services, tmp_path, config="plan_approval: true\n")
-    ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue, "approvals": runtime.github.approvals}
+    ctx = worker_context(runtime)
     job = await runtime.store.get(job_id)
     since = (utcnow() - timedelta(hours=2)).isoformat()
     await runtime.store.update(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from arq.jobs import JobStatus
 
+from autodev.serve import worker_context
 from engine.store.models import JobState
 from tests.e2e.test_github_flow import git, labeled_issue, work_off_the_queue
 from tests.e2e.test_github_flow import remote as remote
@@ -93,7 +94,7 @@ async def test_a_worker_stopped_mid_job_is_replaced_and_the_job_ends_with_one_pr
     llm.reply_text("Tested.")
     if stop is signal.SIGKILL:
         await asyncio.sleep(LEASE_TTL_S + 2)  # the dead worker's lease lapses
-        ctx = {"deps": runtime.engine_deps(), "queue": runtime.queue}
+        ctx = worker_context(runtime)
         assert (await reconcile(ctx))["revived"] == 1
     else:
         # A clean stop: the running job got its grace period, was cancelled, and ARQ put it back at once.
