@@ -79,12 +79,16 @@ class ContextEngine:
             key = (str(self.cache.cache_dir), repo, *snap.key)
             if key in _LOADED:
                 _LOADED.move_to_end(key)
-                left_out = {"files_left_out": snap.left_out} if snap.left_out else {}
-                return _LOADED[key], {"index": "in memory", "files_parsed": 0, **left_out}
-            index, how = await asyncio.to_thread(load_or_build, self.cache, snap, repo)
-            _LOADED[key] = index
-            while len(_LOADED) > _LOADED_MAX:
-                _LOADED.popitem(last=False)
+                index, how = _LOADED[key], {"index": "in memory", "files_parsed": 0}
+            else:
+                index, how = await asyncio.to_thread(load_or_build, self.cache, snap, repo)
+                _LOADED[key] = index
+                while len(_LOADED) > _LOADED_MAX:
+                    _LOADED.popitem(last=False)
+            if snap.left_out:  # beyond MAX_FILES: said on the job page, and in the log when parsing
+                how["files_left_out"] = snap.left_out
+                if how.get("files_parsed"):
+                    log.warning("%s: %d files indexed, %d left out", repo, len(index.files), snap.left_out)
             return index, how
 
     async def rank_files(self, repo_dir: Path, repo: str, query: str) -> list[FileScore]:

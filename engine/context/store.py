@@ -174,15 +174,6 @@ class IndexCache:
 
 def load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
     """The index for the snapshot, and how it was obtained (for diagnostics)."""
-    index, how = _load_or_build(cache, snap, repo)
-    if snap.left_out:
-        how["files_left_out"] = snap.left_out
-        if how.get("files_parsed"):  # said when parsing, not on every query of a warm index
-            log.warning("%s: %d files indexed, %d left out", repo, len(index.files), snap.left_out)
-    return index, how
-
-
-def _load_or_build(cache: IndexCache, snap: Snapshot, repo: str) -> tuple[RepoIndex, dict[str, object]]:
     started = time.perf_counter()
     if snap.stats is not None:
         return load_or_build_tree(cache.folder(repo), snap.root, repo, snap.stats)
