@@ -87,21 +87,13 @@ def parent_message(view: JobView, settings: Settings) -> tuple[str, list[dict[st
     status = f"{status_line(view)} · job `{short_id(view.id)}`"
     buttons: list[dict[str, Any]] = []
     if not view.terminal and not view.cancel_requested:
-        buttons.append(
-            {
-                "type": "button",
-                "action_id": CANCEL_ACTION,
-                "text": {"type": "plain_text", "text": "Cancel"},
-                "style": "danger",
-                "value": view.id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Cancel this job?"},
-                    "text": {"type": "plain_text", "text": "Work done so far is kept on its branch."},
-                    "confirm": {"type": "plain_text", "text": "Cancel job"},
-                    "deny": {"type": "plain_text", "text": "Keep going"},
-                },
-            }
-        )
+        confirm = {
+            "title": {"type": "plain_text", "text": "Cancel this job?"},
+            "text": {"type": "plain_text", "text": "Work done so far is kept on its branch."},
+            "confirm": {"type": "plain_text", "text": "Cancel job"},
+            "deny": {"type": "plain_text", "text": "Keep going"},
+        }
+        buttons.append(_job_button(CANCEL_ACTION, "Cancel", view.id, "danger", confirm=confirm))
     buttons.append(
         {
             "type": "button",
@@ -165,25 +157,19 @@ def thread_blocks(view: JobView, key: str, text: str) -> list[dict[str, Any]] | 
     if not key.startswith("approval:"):
         return None
     buttons = [
-        {
-            "type": "button",
-            "action_id": APPROVE_ACTION,
-            "text": {"type": "plain_text", "text": "Approve"},
-            "style": "primary",
-            "value": view.id,
-        },
-        {
-            "type": "button",
-            "action_id": CANCEL_ACTION,
-            "text": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger",
-            "value": view.id,
-        },
+        _job_button(APPROVE_ACTION, "Approve", view.id, "primary"),
+        _job_button(CANCEL_ACTION, "Cancel", view.id, "danger"),
     ]
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {"type": "actions", "block_id": f"approve:{view.id}", "elements": buttons},
     ]
+
+
+def _job_button(action_id: str, label: str, job_id: str, style: str, **extra: Any) -> dict[str, Any]:
+    """A button that acts on a job (bot/listeners/actions.py reads the job from its value)."""
+    text = {"type": "plain_text", "text": label}
+    return {"type": "button", "action_id": action_id, "text": text, "style": style, "value": job_id, **extra}
 
 
 def _step_text(view: JobView, index: int, total: int) -> str:
